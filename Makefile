@@ -1,0 +1,32 @@
+# mdval: two commands do all the set-up on a fresh machine.
+#   make test   create/refresh .venv, install, build the LAMMPS plugin, run the test suite
+#   make demo   the same set-up, then `mdval demo`
+# Both are idempotent: the venv is refreshed only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mdval-installed
+
+.PHONY: test demo install plugin clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# CPU torch first, from local disk; a bare `torch` would pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+plugin: $(STAMP)
+
+test: install plugin
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: install plugin
+	@echo "make demo arrives with the reports issue; see README."
+
+clean:
+	rm -rf $(VENV) build pair_style/build

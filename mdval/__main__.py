@@ -1,0 +1,5 @@
+import sys
+
+from mdval.cli import main
+
+sys.exit(main())

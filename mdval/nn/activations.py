@@ -1,0 +1,282 @@
+"""Activation functions named by spec strings (DESIGN.md section 4).
+
+A spec string is ``NAME`` or ``NAME:key=value,key=value``. The same string is used in configs, on
+the command line, in model metadata and in report labels. Every module built from a spec carries
+``spec``, the canonical form, so that ``parse -> module -> spec`` round-trips.
+
+=========  ======================================================  ============================
+name       formula                                                 options (defaults)
+=========  ======================================================  ============================
+tanh ...   fixed: tanh, silu, relu, softplus, gelu, sigmoid        -
+irelu      IReLU(z) = max(0, z)^2 / 2 (integrated ReLU)            -
+laaf       sigma(n a z), a trainable, n a = 1 at start (Jagtap)    base=tanh, scope=layer|neuron,
+                                                                   n=10
+taafs      y = sum_k theta_k B_k(tanh z) (Li 2024), starts as tanh basis=..., degree= or grid=,
+                                                                   scope=global|network|layer|
+                                                                   neuron (alpha, beta: jacobi)
+=========  ======================================================  ============================
+
+Sharing scopes for TAAFS coefficients: ``global`` (one theta for the whole model), ``network``
+(one per sub-network), ``layer`` (one per layer, the paper's choice), ``neuron`` (one per neuron).
+:class:`ActivationBuilder` hands out the shared parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mdval.nn.bases import BASIS_NAMES, make_basis
+
+FIXED_ACTIVATIONS: tuple[str, ...] = ("tanh", "silu", "relu", "softplus", "gelu", "sigmoid")
+ACTIVATION_NAMES: tuple[str, ...] = FIXED_ACTIVATIONS + ("irelu", "laaf", "taafs")
+TAAFS_SCOPES: tuple[str, ...] = ("global", "network", "layer", "neuron")
+LAAF_SCOPES: tuple[str, ...] = ("layer", "neuron")
+GRID_BASES: tuple[str, ...] = ("bspline", "rbf")
+DEFAULT_TAAFS_SIZE: dict[str, int] = {
+    "bspline": 5,
+    "rbf": 8,
+    "fourier": 3,
+    "legendre": 5,
+    "hermite": 5,
+    "chebyshev1": 5,
+    "chebyshev2": 5,
+    "bessel": 5,
+    "jacobi": 5,
+}
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """A parsed activation spec: its name and its options, all with defaults filled in."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+
+    @property
+    def canonical(self) -> str:
+        if not self.options:
+            return self.name
+        parts = [f"{k}={_format_value(v)}" for k, v in self.options.items()]
+        return f"{self.name}:{','.join(parts)}"
+
+    def __str__(self) -> str:  # pragma: no cover - convenience
+        return self.canonical
+
+
+def _format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _parse_number(text: str, key: str, spec: str, kind: type):
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"activation spec {spec!r}: option {key}={text!r} is not a number") from None
+    if kind is int:
+        if value != int(value) or value <= 0:
+            raise ValueError(
+                f"activation spec {spec!r}: {key} must be a positive integer, got {text!r}"
+            )
+        return int(value)
+    return value
+
+
+def _choice(value: str, valid: tuple[str, ...], what: str, spec: str) -> str:
+    if value not in valid:
+        raise ValueError(
+            f"activation spec {spec!r}: unknown {what} {value!r}; valid: {', '.join(valid)}"
+        )
+    return value
+
+
+def parse_activation_spec(spec: str) -> ActivationSpec:
+    """Parse ``NAME[:key=value,...]`` into an :class:`ActivationSpec` with defaults filled in.
+
+    Raises ``ValueError`` naming the bad part and listing the valid names.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"activation spec must be a non-empty string, got {spec!r}")
+    text = spec.strip().lower()
+    name, _, rest = text.partition(":")
+    if name not in ACTIVATION_NAMES:
+        raise ValueError(
+            f"unknown activation {name!r} in spec {spec!r}; valid: {', '.join(ACTIVATION_NAMES)}"
+        )
+    given: dict[str, str] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"activation spec {spec!r}: expected key=value, got {item!r}")
+        given[key.strip()] = value.strip()
+
+    def take(key: str, default: str) -> str:
+        return given.pop(key, default)
+
+    if name in FIXED_ACTIVATIONS or name == "irelu":
+        options: dict = {}
+    elif name == "laaf":
+        options = {
+            "base": _choice(take("base", "tanh"), FIXED_ACTIVATIONS, "LAAF base", spec),
+            "scope": _choice(take("scope", "layer"), LAAF_SCOPES, "LAAF scope", spec),
+            "n": _parse_number(take("n", "10"), "n", spec, float),
+        }
+        if options["n"] <= 0:
+            raise ValueError(f"activation spec {spec!r}: LAAF scale n must be > 0")
+    else:
+        basis = _choice(take("basis", "chebyshev1"), BASIS_NAMES, "TAAFS basis", spec)
+        size_key = "grid" if basis in GRID_BASES else "degree"
+        other_key = "degree" if size_key == "grid" else "grid"
+        if other_key in given:
+            raise ValueError(
+                f"activation spec {spec!r}: basis {basis!r} takes {size_key}=, not {other_key}="
+            )
+        options = {"basis": basis}
+        options[size_key] = _parse_number(
+            take(size_key, str(DEFAULT_TAAFS_SIZE[basis])), size_key, spec, int
+        )
+        if basis == "jacobi":
+            options["alpha"] = _parse_number(take("alpha", "1"), "alpha", spec, float)
+            options["beta"] = _parse_number(take("beta", "1"), "beta", spec, float)
+        options["scope"] = _choice(take("scope", "layer"), TAAFS_SCOPES, "TAAFS scope", spec)
+    if given:
+        raise ValueError(
+            f"activation spec {spec!r}: unknown option(s) {', '.join(sorted(given))} for {name!r}"
+        )
+    return ActivationSpec(name, options)
+
+
+def canonical_spec(spec: str) -> str:
+    """The canonical form of a spec string (defaults filled in)."""
+    return parse_activation_spec(spec).canonical
+
+
+class FixedActivation(nn.Module):
+    """tanh, silu, relu, softplus, gelu or sigmoid."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.spec: str = name
+        self.fn = {
+            "tanh": nn.Tanh,
+            "silu": nn.SiLU,
+            "relu": nn.ReLU,
+            "softplus": nn.Softplus,
+            "gelu": nn.GELU,
+            "sigmoid": nn.Sigmoid,
+        }[name]()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fn(z)
+
+
+class IReLU(nn.Module):
+    """Integrated ReLU, IReLU(z) = max(0, z)^2 / 2: its derivative is ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.spec: str = "irelu"
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        r = torch.relu(z)
+        return 0.5 * r * r
+
+
+class LAAF(nn.Module):
+    """Locally adaptive activation sigma(n a z) with trainable slope a (Jagtap et al.).
+
+    ``a`` has one entry per layer (L-LAAF) or per neuron (N-LAAF) and starts at 1/n, so that
+    n a = 1 and the network starts as the fixed ``base`` activation.
+    """
+
+    def __init__(self, spec: ActivationSpec, width: int):
+        super().__init__()
+        self.spec: str = spec.canonical
+        self.n: float = float(spec.options["n"])
+        self.base = FixedActivation(spec.options["base"])
+        size = width if spec.options["scope"] == "neuron" else 1
+        self.slope = nn.Parameter(torch.full((size,), 1.0 / self.n, dtype=torch.float64))
+
+    def mean_slope(self) -> torch.Tensor:
+        """mean of a over the layer's slope parameters (the term inside slope recovery)."""
+        return self.slope.mean()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.base(self.n * self.slope * z)
+
+
+class TAAFS(nn.Module):
+    """Trainable adaptive activation y = sum_k theta_k B_k(tanh z); starts as exactly tanh.
+
+    ``coeffs`` is [n_coeffs] (global, network and layer scopes, possibly shared between
+    modules) or [width, n_coeffs] (neuron scope).
+    """
+
+    def __init__(self, spec: ActivationSpec, basis: nn.Module, coeffs: nn.Parameter):
+        super().__init__()
+        self.spec: str = spec.canonical
+        self.basis = basis
+        self.coeffs = coeffs
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.basis(torch.tanh(z), self.coeffs)
+
+
+def _basis_for(spec: ActivationSpec) -> nn.Module:
+    o = spec.options
+    size = o["grid"] if o["basis"] in GRID_BASES else o["degree"]
+    return make_basis(o["basis"], size, o.get("alpha", 1.0), o.get("beta", 1.0))
+
+
+class ActivationBuilder:
+    """Builds activation modules for one model, handing out shared TAAFS coefficients.
+
+    ``build(spec, width, network)`` returns a new module for a layer of ``width`` neurons in the
+    sub-network named ``network``. TAAFS modules with scope ``global`` share one parameter per
+    spec across the whole model; with scope ``network`` one per (spec, network).
+    """
+
+    def __init__(self) -> None:
+        self._shared: dict[tuple[str, str], nn.Parameter] = {}
+
+    def build(self, spec: str, width: int, network: str = "") -> nn.Module:
+        parsed = parse_activation_spec(spec)
+        if parsed.name in FIXED_ACTIVATIONS:
+            return FixedActivation(parsed.name)
+        if parsed.name == "irelu":
+            return IReLU()
+        if parsed.name == "laaf":
+            return LAAF(parsed, width)
+        basis = _basis_for(parsed)
+        scope = parsed.options["scope"]
+        key = (parsed.canonical, "" if scope == "global" else network)
+        if scope in ("global", "network") and key in self._shared:
+            return TAAFS(parsed, basis, self._shared[key])
+        init = torch.tensor(basis.identity_coefficients(), dtype=torch.float64)
+        if scope == "neuron":
+            init = init.repeat(width, 1)
+        coeffs = nn.Parameter(init)
+        if scope in ("global", "network"):
+            self._shared[key] = coeffs
+        return TAAFS(parsed, basis, coeffs)
+
+
+def make_activation(spec: str, width: int = 1) -> nn.Module:
+    """One stand-alone activation module (its own parameters, nothing shared)."""
+    return ActivationBuilder().build(spec, width)
+
+
+def slope_recovery(model: nn.Module) -> torch.Tensor | None:
+    """LAAF slope-recovery term S = 1 / mean_k exp(mean a_k) over the model's LAAF layers.
+
+    Returns ``None`` when the model has no LAAF layer. Adding S to the loss drives the slopes up
+    and speeds up training (Jagtap, Kawaguchi, Karniadakis 2020, eq. 13).
+    """
+    terms = [torch.exp(m.mean_slope()) for m in model.modules() if isinstance(m, LAAF)]
+    if not terms:
+        return None
+    return 1.0 / torch.stack(terms).mean()

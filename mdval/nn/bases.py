@@ -1,0 +1,245 @@
+"""Basis families for TAAFS activations: y = sum_k theta_k B_k(a), a = tanh(z) in [-1, 1].
+
+Every basis is a TorchScript-safe module with
+
+- ``n_coeffs``: the number of coefficients theta_k it takes;
+- ``forward(a, theta)``: ``a`` of shape [..., width], ``theta`` of shape [n_coeffs] (shared) or
+  [width, n_coeffs] (one row per neuron); returns y with the shape of ``a``;
+- ``identity_coefficients()``: theta for which y == a exactly, so that a TAAFS layer starts as
+  tanh (DESIGN.md section 4).
+
+Three-term-recurrence families (Legendre, Hermite, Chebyshev of both kinds, Bessel, Jacobi) are
+evaluated by the Clenshaw recurrence. Writing the recurrence as
+
+    p_0 = 1,  p_{k+1}(a) = (A_k a + B_k) p_k(a) - C_k p_{k-1}(a),   p_{-1} = 0,
+
+the sum S = sum_k theta_k p_k is b_0 from the backward recurrence
+b_k = theta_k + (A_k a + B_k) b_{k+1} - C_{k+1} b_{k+2}, b_{n+1} = b_{n+2} = 0.
+No trigonometric forms such as cos(n acos a) are used: their derivatives are 0/0 at a = +-1,
+which tanh reaches in floating point.
+
+The B-spline is the uniform cubic spline on [-1, 1] with G intervals (G + 3 coefficients, knots
+extended three steps beyond the interval), evaluated in closed form on the local interval
+(four coefficients gathered; the interval index is clamped so that a = +-1 works). It is C2, as
+forces (d/dz) and force training (d2/dz dtheta) need.
+
+Fourier and Gaussian-RBF bases cannot represent a exactly with finitely many terms, so they
+carry an explicit linear term theta_lin * a as well; with theta_lin = 1 and the rest 0 the
+layer starts as exact tanh (a least-squares start would be off by ~1e-3).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List
+
+import torch
+from torch import nn
+
+BASIS_NAMES: tuple[str, ...] = (
+    "bspline",
+    "fourier",
+    "rbf",
+    "legendre",
+    "hermite",
+    "chebyshev1",
+    "chebyshev2",
+    "bessel",
+    "jacobi",
+)
+
+
+class ClenshawBasis(nn.Module):
+    """Polynomial family with a three-term recurrence, summed by Clenshaw's algorithm."""
+
+    def __init__(self, A: List[float], B: List[float], C: List[float], identity: List[float]):
+        super().__init__()
+        self.n_coeffs: int = len(A)
+        self.A: List[float] = [float(v) for v in A]
+        self.B: List[float] = [float(v) for v in B]
+        # C[k] multiplies p_{k-1} in the recurrence for p_{k+1}; one extra zero closes Clenshaw.
+        self.C: List[float] = [float(v) for v in C] + [0.0]
+        self._identity: List[float] = [float(v) for v in identity]
+
+    def identity_coefficients(self) -> List[float]:
+        return self._identity
+
+    def forward(self, a: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        b1 = torch.zeros_like(a)
+        b2 = torch.zeros_like(a)
+        for k in range(self.n_coeffs - 1, -1, -1):
+            b0 = theta[..., k] + (self.A[k] * a + self.B[k]) * b1 - self.C[k + 1] * b2
+            b2 = b1
+            b1 = b0
+        return b1
+
+
+def _identity_from_p1(n_coeffs: int, c0: float, c1: float) -> List[float]:
+    """Coefficients of a = c0 p_0 + c1 p_1 for a family of degree n_coeffs - 1."""
+    theta = [0.0] * n_coeffs
+    theta[0] = c0
+    theta[1] = c1
+    return theta
+
+
+def legendre(degree: int) -> ClenshawBasis:
+    """Legendre P_k: (k+1) P_{k+1} = (2k+1) a P_k - k P_{k-1}."""
+    n = degree + 1
+    A = [(2 * k + 1) / (k + 1) for k in range(n)]
+    C = [k / (k + 1) for k in range(n)]
+    return ClenshawBasis(A, [0.0] * n, C, _identity_from_p1(n, 0.0, 1.0))
+
+
+def chebyshev1(degree: int) -> ClenshawBasis:
+    """Chebyshev 1st kind T_k: T_1 = a, T_{k+1} = 2a T_k - T_{k-1}."""
+    n = degree + 1
+    A = [1.0] + [2.0] * (n - 1)
+    return ClenshawBasis(A, [0.0] * n, [1.0] * n, _identity_from_p1(n, 0.0, 1.0))
+
+
+def chebyshev2(degree: int) -> ClenshawBasis:
+    """Chebyshev 2nd kind U_k: U_1 = 2a, U_{k+1} = 2a U_k - U_{k-1}."""
+    n = degree + 1
+    return ClenshawBasis([2.0] * n, [0.0] * n, [1.0] * n, _identity_from_p1(n, 0.0, 0.5))
+
+
+def hermite(degree: int) -> ClenshawBasis:
+    """Physicists' Hermite H_k: H_1 = 2a, H_{k+1} = 2a H_k - 2k H_{k-1}."""
+    n = degree + 1
+    C = [2.0 * k for k in range(n)]
+    return ClenshawBasis([2.0] * n, [0.0] * n, C, _identity_from_p1(n, 0.0, 0.5))
+
+
+def bessel(degree: int) -> ClenshawBasis:
+    """Bessel polynomials y_k (Krall-Frink): y_1 = 1 + a, y_{k+1} = (2k+1) a y_k + y_{k-1}."""
+    n = degree + 1
+    A = [1.0] + [2.0 * k + 1.0 for k in range(1, n)]
+    B = [1.0] + [0.0] * (n - 1)
+    C = [-1.0] * n
+    return ClenshawBasis(A, B, C, _identity_from_p1(n, -1.0, 1.0))
+
+
+def jacobi(degree: int, alpha: float, beta: float) -> ClenshawBasis:
+    """Jacobi P_k^(alpha, beta), alpha, beta > -1, by the standard three-term recurrence."""
+    if alpha <= -1.0 or beta <= -1.0:
+        raise ValueError(f"jacobi needs alpha > -1 and beta > -1, got alpha={alpha}, beta={beta}")
+    n = degree + 1
+    ab = alpha + beta
+    A = [(ab + 2.0) / 2.0]
+    B = [(alpha - beta) / 2.0]
+    C = [0.0]
+    for k in range(1, n):
+        c = 2.0 * k + ab
+        denom = 2.0 * (k + 1) * (k + ab + 1) * c
+        A.append((c + 1) * (c + 2) * c / denom)
+        B.append((c + 1) * (alpha * alpha - beta * beta) / denom)
+        C.append(2.0 * (k + alpha) * (k + beta) * (c + 2) / denom)
+    # a = (2 P_1 - (alpha - beta) P_0) / (alpha + beta + 2)
+    identity = _identity_from_p1(n, -(alpha - beta) / (ab + 2.0), 2.0 / (ab + 2.0))
+    return ClenshawBasis(A, B, C, identity)
+
+
+class CubicBSpline(nn.Module):
+    """Uniform cubic B-spline on [-1, 1] with ``grid`` intervals: grid + 3 coefficients."""
+
+    def __init__(self, grid: int):
+        super().__init__()
+        self.grid: int = int(grid)
+        self.n_coeffs: int = self.grid + 3
+        self.inv_h: float = self.grid / 2.0
+
+    def identity_coefficients(self) -> List[float]:
+        # Greville abscissae of the uniform cubic spline: xi_i = -1 + (i - 1) h.
+        h = 2.0 / self.grid
+        return [-1.0 + (i - 1) * h for i in range(self.n_coeffs)]
+
+    def forward(self, a: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        x = (a + 1.0) * self.inv_h
+        j = torch.clamp(torch.floor(x.detach()), 0.0, float(self.grid - 1))
+        u = x - j
+        u2 = u * u
+        u3 = u2 * u
+        one_minus = 1.0 - u
+        w0 = one_minus * one_minus * one_minus / 6.0
+        w1 = (3.0 * u3 - 6.0 * u2 + 4.0) / 6.0
+        w2 = (-3.0 * u3 + 3.0 * u2 + 3.0 * u + 1.0) / 6.0
+        w3 = u3 / 6.0
+        idx = j.to(torch.long)
+        if theta.dim() == 2:
+            # One row of coefficients per neuron (last dimension of a).
+            row = torch.arange(theta.shape[0], device=a.device) * self.n_coeffs
+            idx = idx + row
+        flat = theta.reshape(-1)
+        return (
+            w0 * flat[idx]
+            + w1 * flat[idx + 1]
+            + w2 * flat[idx + 2]
+            + w3 * flat[idx + 3]
+        )
+
+
+class FourierBasis(nn.Module):
+    """theta_0 + theta_1 a + sum_{k=1..n} [theta_{2k} cos(k pi a) + theta_{2k+1} sin(k pi a)]."""
+
+    def __init__(self, degree: int):
+        super().__init__()
+        self.degree: int = int(degree)
+        self.n_coeffs: int = 2 * self.degree + 2
+        self.register_buffer(
+            "freqs", math.pi * torch.arange(1, self.degree + 1, dtype=torch.float64)
+        )
+
+    def identity_coefficients(self) -> List[float]:
+        return _identity_from_p1(self.n_coeffs, 0.0, 1.0)
+
+    def forward(self, a: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        phase = a.unsqueeze(-1) * self.freqs.to(a.dtype)
+        cos_part = (torch.cos(phase) * theta[..., 2::2]).sum(-1)
+        sin_part = (torch.sin(phase) * theta[..., 3::2]).sum(-1)
+        return theta[..., 0] + theta[..., 1] * a + cos_part + sin_part
+
+
+class GaussianRBF(nn.Module):
+    """theta_lin a + sum_k theta_k exp(-((a - c_k) / h)^2), ``grid`` centres on [-1, 1]."""
+
+    def __init__(self, grid: int):
+        super().__init__()
+        if grid < 2:
+            raise ValueError(f"rbf needs grid >= 2 centres, got grid={grid}")
+        self.n_coeffs: int = int(grid) + 1
+        self.inv_width: float = (grid - 1) / 2.0
+        self.register_buffer("centres", torch.linspace(-1.0, 1.0, grid, dtype=torch.float64))
+
+    def identity_coefficients(self) -> List[float]:
+        theta = [0.0] * self.n_coeffs
+        theta[0] = 1.0
+        return theta
+
+    def forward(self, a: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        d = (a.unsqueeze(-1) - self.centres.to(a.dtype)) * self.inv_width
+        return theta[..., 0] * a + (torch.exp(-d * d) * theta[..., 1:]).sum(-1)
+
+
+def make_basis(name: str, size: int, alpha: float = 1.0, beta: float = 1.0) -> nn.Module:
+    """Build a basis by name; ``size`` is the degree (polynomials, Fourier) or grid (B-spline, RBF)."""
+    if name not in BASIS_NAMES:
+        raise ValueError(f"unknown TAAFS basis {name!r}; valid bases: {', '.join(BASIS_NAMES)}")
+    if int(size) != size or size <= 0:
+        kind = "grid" if name in ("bspline", "rbf") else "degree"
+        raise ValueError(f"TAAFS basis {name!r} needs a positive integer {kind}, got {size!r}")
+    size = int(size)
+    if name == "bspline":
+        return CubicBSpline(size)
+    if name == "rbf":
+        return GaussianRBF(size)
+    if name == "fourier":
+        return FourierBasis(size)
+    if name == "jacobi":
+        return jacobi(size, alpha, beta)
+    return {
+        "legendre": legendre,
+        "hermite": hermite,
+        "chebyshev1": chebyshev1,
+        "chebyshev2": chebyshev2,
+        "bessel": bessel,
+    }[name](size)

@@ -1,0 +1,1 @@
+"""mdval.report."""
