@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Modules that expose ``register(subparsers)``; each adds its sub-commands.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("mdval.data.commands",)
 
 
 def build_parser() -> argparse.ArgumentParser:
