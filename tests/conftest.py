@@ -15,6 +15,10 @@ FLOAT32_EXACT = 5e-5
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
 
+# The test systems are tiny: one intra-op thread avoids thread-pool overhead on the 2-core CI
+# machine (measured up to 30x slower with 2 threads under load). Test-suite setting only.
+torch.set_num_threads(1)
+
 #: Small but real model configs, covering both architectures and several activations.
 SMALL_DEEPPOT = {
     "architecture": "deeppot_se",

@@ -222,3 +222,21 @@ def test_make_basis_rejects_non_positive_size():
         make_basis("bspline", -1)
     with pytest.raises(ValueError, match=r"unknown TAAFS basis 'spline'; valid bases: bspline, fourier"):
         make_basis("spline", 3)
+
+
+@pytest.mark.parametrize("spec", TAAFS_SPECS)
+def test_serving_mode_has_exact_values_and_first_derivatives(spec):
+    """Exported models evaluate TAAFS by value-and-slope; it must equal the full graph."""
+    from mdval.nn.activations import set_first_derivative_only
+
+    module = perturbed(spec, seed=4)
+    z = torch.linspace(-6.0, 6.0, 60 * WIDTH, dtype=torch.float64).reshape(-1, WIDTH).requires_grad_(True)
+    y_full = module(z)
+    (g_full,) = torch.autograd.grad(y_full.sum(), z)
+    assert set_first_derivative_only(module, True) == 1
+    for candidate in (module, torch.jit.script(module)):
+        y = candidate(z)
+        (g,) = torch.autograd.grad(y.sum(), z)
+        scale = max(1.0, y_full.abs().max().item())
+        assert (y - y_full).abs().max().item() <= FLOAT64_EXACT * scale
+        assert (g - g_full).abs().max().item() <= FLOAT64_EXACT * max(1.0, g_full.abs().max().item())

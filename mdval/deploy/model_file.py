@@ -26,6 +26,7 @@ from torch import nn
 
 from mdval import __version__
 from mdval.abi import ABI_VERSION, COMPUTE_DTYPES, METADATA_FILENAME, REQUIRED_METADATA_KEYS
+from mdval.nn.activations import set_first_derivative_only
 
 
 class ModelFileError(ValueError):
@@ -104,6 +105,8 @@ def export(
     module = copy.deepcopy(model).eval()
     for p in module.parameters():
         p.requires_grad_(False)
+    # Served models need exact first derivatives only (energies, forces, virials).
+    meta["first_derivative_only"] = set_first_derivative_only(module, True) > 0
     if compute_dtype == "float32":
         module = Float32Model(module)
     with quiet_torchscript():
@@ -204,7 +207,11 @@ class ModelFile:
         return list(self.metadata["type_names"])
 
     def __call__(self, species, edge_index, edge_vectors, n_local: int) -> torch.Tensor:
-        return self.module(species, edge_index, edge_vectors, n_local)
+        # The plain TorchScript interpreter, as in the LAMMPS plugin: as fast as the profiling
+        # executor here, never re-profiles on new shapes, and cannot lose the gradient path
+        # (the profiling executor did, for a model first called without gradients).
+        with torch.jit.optimized_execution(False):
+            return self.module(species, edge_index, edge_vectors, n_local)
 
 
 def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> ModelFile:

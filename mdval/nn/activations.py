@@ -221,8 +221,19 @@ class TAAFS(nn.Module):
         self.spec: str = spec.canonical
         self.basis = basis
         self.coeffs = coeffs
+        # Serving mode (see set_first_derivative_only): exact value and exact dy/dz, but no graph
+        # for second derivatives or for d/dtheta.
+        self.first_derivative_only: bool = False
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.first_derivative_only:
+            # y0 = P(tanh z0) and s = P'(tanh z0) (1 - tanh^2 z0) are computed without a graph;
+            # y = y0 + s (z - z0) has the value y0 and the derivative s, at the cost of one
+            # multiply in the backward pass instead of the whole basis recurrence.
+            z0 = z.detach()
+            a = torch.tanh(z0)
+            y0, dy_da = self.basis.value_and_slope(a, self.coeffs.detach())
+            return torch.addcmul(y0, dy_da * (1.0 - a * a), z - z0)
         return self.basis(torch.tanh(z), self.coeffs)
 
 
@@ -263,6 +274,23 @@ class ActivationBuilder:
         if scope in ("global", "network"):
             self._shared[key] = coeffs
         return TAAFS(parsed, basis, coeffs)
+
+
+def set_first_derivative_only(model: nn.Module, enabled: bool = True) -> int:
+    """Switch the TAAFS layers of ``model`` (eager or TorchScript) to or from serving mode.
+
+    In serving mode every TAAFS layer returns exact values and exact first derivatives with
+    respect to its input, which is all that energies, forces and virials need, for a fraction of
+    the cost; second derivatives and derivatives with respect to the coefficients are not
+    available. Exported model files are in serving mode; training and the Fisher diagnostic
+    switch it off. Returns the number of layers switched.
+    """
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "first_derivative_only"):
+            module.first_derivative_only = enabled
+            count += 1
+    return count
 
 
 def make_activation(spec: str, width: int = 1) -> nn.Module:

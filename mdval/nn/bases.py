@@ -31,7 +31,7 @@ layer starts as exact tanh (a least-squares start would be off by ~1e-3).
 from __future__ import annotations
 
 import math
-from typing import List
+from typing import List, Tuple
 
 import torch
 from torch import nn
@@ -60,6 +60,16 @@ class ClenshawBasis(nn.Module):
         # C[k] multiplies p_{k-1} in the recurrence for p_{k+1}; one extra zero closes Clenshaw.
         self.C: List[float] = [float(v) for v in C] + [0.0]
         self._identity: List[float] = [float(v) for v in identity]
+        # monomial[k, m]: coefficient of a^m in p_k(a), from the same recurrence. Used only by the
+        # first-derivative fast path (value_and_slope), which sums sum_m c_m a^m by Horner.
+        n = self.n_coeffs
+        mono = torch.zeros(n, n, dtype=torch.float64)
+        mono[0, 0] = 1.0
+        for k in range(n - 1):
+            prev = mono[k - 1] if k > 0 else torch.zeros(n, dtype=torch.float64)
+            shifted = torch.cat([torch.zeros(1, dtype=torch.float64), mono[k, :-1]])
+            mono[k + 1] = self.A[k] * shifted + self.B[k] * mono[k] - self.C[k] * prev
+        self.register_buffer("monomial", mono)
 
     def identity_coefficients(self) -> List[float]:
         return self._identity
@@ -72,6 +82,18 @@ class ClenshawBasis(nn.Module):
             b2 = b1
             b1 = b0
         return b1
+
+    def value_and_slope(self, a: torch.Tensor, theta: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """y and dy/da by Horner on the monomial coefficients c = theta @ monomial (no graph)."""
+        c = torch.matmul(theta, self.monomial.to(theta.dtype))
+        n = self.n_coeffs - 1
+        top = c[..., n]
+        y = torch.addcmul(c[..., n - 1], top, a)
+        dy = top.expand_as(a)
+        for m in range(n - 2, -1, -1):
+            dy = torch.addcmul(y, dy, a)
+            y = torch.addcmul(c[..., m], y, a)
+        return y, dy
 
 
 def _identity_from_p1(n_coeffs: int, c0: float, c1: float) -> List[float]:
@@ -177,6 +199,26 @@ class CubicBSpline(nn.Module):
             + w3 * flat[idx + 3]
         )
 
+    def value_and_slope(self, a: torch.Tensor, theta: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """y and dy/da from the local cubic and its derivative weights (no graph)."""
+        x = (a + 1.0) * self.inv_h
+        j = torch.clamp(torch.floor(x), 0.0, float(self.grid - 1))
+        u = x - j
+        idx = j.to(torch.long)
+        if theta.dim() == 2:
+            idx = idx + torch.arange(theta.shape[0], device=a.device) * self.n_coeffs
+        flat = theta.reshape(-1)
+        c0, c1, c2, c3 = flat[idx], flat[idx + 1], flat[idx + 2], flat[idx + 3]
+        # The segment in powers of u: y = e0 + d1 u + d2 u^2 + d3 u^3, with
+        # e0 = (c0 + 4c1 + c2)/6, d1 = (c2 - c0)/2, d2 = (c0 - 2c1 + c2)/2, d3 = (c3 - c0 + 3(c1 - c2))/6.
+        e0 = (c0 + 4.0 * c1 + c2) / 6.0
+        d1 = 0.5 * (c2 - c0)
+        d2 = 0.5 * (c0 - 2.0 * c1 + c2)
+        d3 = (c3 - c0 + 3.0 * (c1 - c2)) / 6.0
+        y = e0 + ((d3 * u + d2) * u + d1) * u
+        dy = ((3.0 * d3 * u + 2.0 * d2) * u + d1) * self.inv_h
+        return y, dy
+
 
 class FourierBasis(nn.Module):
     """theta_0 + theta_1 a + sum_{k=1..n} [theta_{2k} cos(k pi a) + theta_{2k+1} sin(k pi a)]."""
@@ -198,6 +240,15 @@ class FourierBasis(nn.Module):
         sin_part = (torch.sin(phase) * theta[..., 3::2]).sum(-1)
         return theta[..., 0] + theta[..., 1] * a + cos_part + sin_part
 
+    def value_and_slope(self, a: torch.Tensor, theta: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        freqs = self.freqs.to(a.dtype)
+        phase = a.unsqueeze(-1) * freqs
+        cos, sin = torch.cos(phase), torch.sin(phase)
+        tc, ts = theta[..., 2::2], theta[..., 3::2]
+        y = theta[..., 0] + theta[..., 1] * a + (cos * tc + sin * ts).sum(-1)
+        dy = theta[..., 1] + ((cos * ts - sin * tc) * freqs).sum(-1)
+        return y, dy
+
 
 class GaussianRBF(nn.Module):
     """theta_lin a + sum_k theta_k exp(-((a - c_k) / h)^2), ``grid`` centres on [-1, 1]."""
@@ -218,6 +269,13 @@ class GaussianRBF(nn.Module):
     def forward(self, a: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         d = (a.unsqueeze(-1) - self.centres.to(a.dtype)) * self.inv_width
         return theta[..., 0] * a + (torch.exp(-d * d) * theta[..., 1:]).sum(-1)
+
+    def value_and_slope(self, a: torch.Tensor, theta: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        d = (a.unsqueeze(-1) - self.centres.to(a.dtype)) * self.inv_width
+        g = torch.exp(-d * d) * theta[..., 1:]
+        y = theta[..., 0] * a + g.sum(-1)
+        dy = theta[..., 0] - 2.0 * self.inv_width * (g * d).sum(-1)
+        return y, dy
 
 
 def make_basis(name: str, size: int, alpha: float = 1.0, beta: float = 1.0) -> nn.Module:
