@@ -21,12 +21,18 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 plugin: $(STAMP)
+	$(PY) -m mdval lammps build
 
 test: install plugin
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: install plugin
-	@echo "make demo arrives with the reports issue; see README."
+	$(PY) -m mdval demo
+
+# Rebuild the model zoo (models/cu/*.pt, model cards *.json, training logs) with `mdval train`.
+.PHONY: models
+models: install
+	$(PY) -m mdval.report.zoo models/cu/*.toml --jobs 2
 
 clean:
 	rm -rf $(VENV) build pair_style/build

@@ -1,0 +1,52 @@
+"""``mdval lammps build`` and ``mdval lammps check``: the LAMMPS plugin pair_style taafs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _build(args: argparse.Namespace) -> int:
+    from mdval.deploy import lammps_plugin
+
+    try:
+        if not args.force and lammps_plugin.is_up_to_date():
+            print(f"pair_style taafs plugin is up to date: {lammps_plugin.plugin_path()}")
+            return 0
+        print("building pair_style taafs (CMake; a first build takes a few minutes) ...",
+              flush=True)
+        path = lammps_plugin.build(force=args.force, jobs=args.jobs, verbose=args.verbose)
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"built {path}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from mdval.deploy import lammps_plugin
+
+    info = lammps_plugin.check(args.lmp)
+    built = info["built_against"] or {}
+    print(f"plugin:        {info['plugin']} ({'present' if info['exists'] else 'MISSING'})")
+    print(f"loads in lmp:  {'yes' if info['loads'] else 'no'} ({info['lmp']})")
+    print(f"lmp running:   LAMMPS {info['lammps_running'] or '?'}")
+    print(f"built against: LAMMPS {built.get('lammps', '?')}, torch {built.get('torch', '?')}")
+    if info["message"]:
+        print(info["message"])
+    if not info["exists"]:
+        print("run `mdval lammps build` to build it")
+    return 0 if info["loads"] else 1
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("lammps", help="the LAMMPS plugin pair_style taafs")
+    sub = parser.add_subparsers(dest="lammps_command", metavar="ACTION", required=True)
+    p = sub.add_parser("build", help="build the plugin with CMake (skipped when up to date)")
+    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="parallel compile jobs")
+    p.add_argument("--verbose", action="store_true", help="show the CMake output")
+    p.set_defaults(func=_build)
+    p = sub.add_parser("check", help="where the plugin is, whether lmp loads it, its versions")
+    p.add_argument("--lmp", default=None, help="lmp executable (default: the one of this venv)")
+    p.set_defaults(func=_check)

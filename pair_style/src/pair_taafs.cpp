@@ -1,0 +1,346 @@
+/* ----------------------------------------------------------------------
+   pair_style taafs: serve an mdval TorchScript model (ABI v1) to LAMMPS.
+
+   Physics (DESIGN.md section 3).  Nodes are the non-NULL local atoms that are centres (first,
+   n_local of them) followed by every other atom, local or ghost, that appears as a neighbour
+   within the cutoff.  Edges come from the LAMMPS full neighbour list: centre i, neighbour j,
+   vector r_ij = x_j - x_i (ghost positions already carry the periodic image, triclinic or not).
+   With E = sum of the model's per-atom energies and g_e = dE/d r_e (autograd):
+       F_i += g_e,  F_j -= g_e                         (ghost forces are reverse-communicated)
+       W   = -sum_e r_e (x) g_e                        (global virial, eV)
+       W_i += -1/2 r_e (x) g_e,  W_j += -1/2 r_e (x) g_e   (per-atom virial, only if asked)
+   Requires newton pair on (ghost forces are summed by LAMMPS) and units metal (eV, Å).
+------------------------------------------------------------------------- */
+
+#include "pair_taafs.h"
+
+#include "taafs_model.h"
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+#include "utils.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstring>
+
+using namespace LAMMPS_NS;
+
+namespace LAMMPS_NS {
+// Everything that needs libtorch; hidden from pair_taafs.h.
+class PairTaafsData {
+ public:
+  std::unique_ptr<TaafsModel> model;
+  std::string model_path;
+  // per-step buffers, grown when needed and reused
+  std::vector<int64_t> species;        // [n_nodes] model species index
+  std::vector<int64_t> edge_index;     // [2 * capacity] row 0 then row 1 (compacted)
+  std::vector<double> edge_vectors;    // [capacity * 3] r_j - r_i, Å
+  std::vector<int> node_of_atom;       // [nall] node index, -1 = not a node
+  std::vector<int> atom_of_node;       // [n_nodes] LAMMPS atom index
+};
+}    // namespace LAMMPS_NS
+
+/* ---------------------------------------------------------------------- */
+
+PairTaafs::PairTaafs(LAMMPS *lmp) :
+    Pair(lmp), d_(new PairTaafsData), device_request_("auto"), nthreads_(0), cutoff_(0.0)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  centroidstressflag = CENTROID_NOTAVAIL;
+  no_virial_fdotr_compute = 1;    // the virial comes from the edges, exactly
+  unit_convert_flag = utils::NOCONVERT;
+}
+
+PairTaafs::~PairTaafs()
+{
+  if (copymode) return;
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairTaafs::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+
+  double **x = atom->x;
+  double **f = atom->f;
+  const int *type = atom->type;
+  const int nall = atom->nlocal + atom->nghost;
+  const int inum = list->inum;
+  const int *ilist = list->ilist;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+  const int *species_of_type = species_of_type_.data();
+  const double cutsq_model = cutoff_ * cutoff_;
+
+  PairTaafsData &D = *d_;
+
+  // pass 1: centres = non-NULL atoms of the (possibly skip) list; bound the number of edges
+  D.node_of_atom.assign(nall, -1);
+  D.atom_of_node.clear();
+  D.species.clear();
+  size_t capacity = 0;
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    const int s = species_of_type[type[i]];
+    if (s < 0) continue;
+    D.node_of_atom[i] = static_cast<int>(D.atom_of_node.size());
+    D.atom_of_node.push_back(i);
+    D.species.push_back(s);
+    capacity += numneigh[i];
+  }
+  const int64_t n_local = static_cast<int64_t>(D.atom_of_node.size());
+  if (n_local == 0) return;    // a rank with no centres contributes nothing
+
+  if (D.edge_index.size() < 2 * capacity) D.edge_index.resize(2 * capacity);
+  if (D.edge_vectors.size() < 3 * capacity) D.edge_vectors.resize(3 * capacity);
+  int64_t *src = D.edge_index.data();
+  int64_t *dst = src + capacity;
+  double *vec = D.edge_vectors.data();
+
+  // pass 2: one sweep of the full list writes the edges into the preallocated buffers
+  size_t n_edges = 0;
+  for (int64_t c = 0; c < n_local; c++) {
+    const int i = D.atom_of_node[c];
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    const int *jlist = firstneigh[i];
+    const int jnum = numneigh[i];
+    for (int jj = 0; jj < jnum; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const int s = species_of_type[type[j]];
+      if (s < 0) continue;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      if (dx * dx + dy * dy + dz * dz >= cutsq_model) continue;
+      int node = D.node_of_atom[j];
+      if (node < 0) {
+        node = D.node_of_atom[j] = static_cast<int>(D.atom_of_node.size());
+        D.atom_of_node.push_back(j);
+        D.species.push_back(s);
+      }
+      src[n_edges] = c;
+      dst[n_edges] = node;
+      vec[3 * n_edges] = dx;
+      vec[3 * n_edges + 1] = dy;
+      vec[3 * n_edges + 2] = dz;
+      n_edges++;
+    }
+  }
+  // make [2, n_edges] contiguous: move row 1 next to row 0 (dst region lies after, so safe)
+  std::copy(dst, dst + n_edges, src + n_edges);
+  const int64_t n_nodes = static_cast<int64_t>(D.atom_of_node.size());
+  const int64_t ne = static_cast<int64_t>(n_edges);
+
+  const torch::Device &device = D.model->device();
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  // from_blob: the buffers outlive every use of these tensors within this call
+  torch::Tensor species_t = torch::from_blob(D.species.data(), {n_nodes}, i64).to(device);
+  torch::Tensor edge_index_t = torch::from_blob(src, {2, ne}, i64).to(device);
+  torch::Tensor edge_vectors_t = torch::from_blob(vec, {ne, 3}, f64).to(device);
+  if (!edge_vectors_t.is_leaf() || edge_vectors_t.data_ptr() == vec)
+    edge_vectors_t = edge_vectors_t.detach();
+  edge_vectors_t.requires_grad_(true);
+
+  torch::Tensor energies, grad;
+  try {
+    energies = D.model->atom_energies(species_t, edge_index_t, edge_vectors_t, n_local);
+    auto grads = torch::autograd::grad({energies.sum()}, {edge_vectors_t}, {},
+                                       /*retain_graph=*/false, /*create_graph=*/false,
+                                       /*allow_unused=*/true);
+    grad = grads[0];
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair_style taafs: model evaluation failed on {} atoms and {} edges: {}",
+               n_local, ne, e.what());
+  }
+  torch::NoGradGuard no_grad;
+  energies = energies.detach().to(torch::kCPU).contiguous();
+  const double *e_atom = energies.data_ptr<double>();
+
+  if (eflag_global) eng_vdwl += energies.sum().item<double>();
+  if (eflag_atom)
+    for (int64_t c = 0; c < n_local; c++) eatom[D.atom_of_node[c]] += e_atom[c];
+
+  if (!grad.defined() || ne == 0) return;    // no edges: energies only
+  grad = grad.to(torch::kCPU).contiguous();
+  const double *g = grad.data_ptr<double>();
+  const int64_t *row0 = src, *row1 = src + ne;
+  const int *atom_of_node = D.atom_of_node.data();
+
+  double w[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  for (int64_t e = 0; e < ne; e++) {
+    const int i = atom_of_node[row0[e]];
+    const int j = atom_of_node[row1[e]];
+    const double gx = g[3 * e], gy = g[3 * e + 1], gz = g[3 * e + 2];
+    f[i][0] += gx;
+    f[i][1] += gy;
+    f[i][2] += gz;
+    f[j][0] -= gx;
+    f[j][1] -= gy;
+    f[j][2] -= gz;
+    if (vflag_either) {
+      const double rx = vec[3 * e], ry = vec[3 * e + 1], rz = vec[3 * e + 2];
+      const double v[6] = {-rx * gx, -ry * gy, -rz * gz, -rx * gy, -rx * gz, -ry * gz};
+      if (vflag_global)
+        for (int k = 0; k < 6; k++) w[k] += v[k];
+      if (vflag_atom)
+        for (int k = 0; k < 6; k++) {
+          vatom[i][k] += 0.5 * v[k];
+          vatom[j][k] += 0.5 * v[k];
+        }
+    }
+  }
+  if (vflag_global)
+    for (int k = 0; k < 6; k++) virial[k] += w[k];
+}
+
+/* ----------------------------------------------------------------------
+   pair_style taafs [device auto|cpu|cuda|cuda:N] [threads N]
+------------------------------------------------------------------------- */
+
+void PairTaafs::settings(int narg, char **arg)
+{
+  device_request_ = "auto";
+  nthreads_ = 0;
+  int iarg = 0;
+  while (iarg < narg) {
+    const std::string key = arg[iarg];
+    if (key == "device") {
+      if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style taafs device", error);
+      const std::string value = arg[iarg + 1];
+      bool ok = value == "auto" || value == "cpu" || value == "cuda";
+      if (!ok && utils::strmatch(value, "^cuda:\\d+$")) ok = true;
+      if (!ok)
+        error->all(FLERR,
+                   "pair_style taafs: expected device auto, cpu, cuda or cuda:N, got '{}'", value);
+      device_request_ = value;
+      iarg += 2;
+    } else if (key == "threads") {
+      if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style taafs threads", error);
+      nthreads_ = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (nthreads_ < 1)
+        error->all(FLERR, "pair_style taafs: expected threads >= 1, got {}", nthreads_);
+      iarg += 2;
+    } else {
+      error->all(FLERR, "pair_style taafs: expected keyword device or threads, got '{}'", key);
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairTaafs::allocate()
+{
+  allocated = 1;
+  const int n = atom->ntypes;
+  memory->create(setflag, n + 1, n + 1, "pair:setflag");
+  memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
+  for (int i = 1; i <= n; i++)
+    for (int j = i; j <= n; j++) setflag[i][j] = 0;
+}
+
+/* ----------------------------------------------------------------------
+   pair_coeff * * model.pt Elem1 Elem2 ... (one element name or NULL per atom type)
+------------------------------------------------------------------------- */
+
+void PairTaafs::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  const int ntypes = atom->ntypes;
+  if (narg < 3) utils::missing_cmd_args(FLERR, "pair_coeff taafs", error);
+  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_coeff for taafs: expected '* *', got '{} {}'", arg[0], arg[1]);
+  if (narg != 3 + ntypes)
+    error->all(FLERR,
+               "pair_coeff for taafs: expected {} element names (one per atom type, or NULL) "
+               "after the model file, got {}",
+               ntypes, narg - 3);
+
+  // the local MPI rank on this node picks the GPU
+  int local_rank = 0;
+  MPI_Comm node_comm;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node_comm);
+  MPI_Comm_rank(node_comm, &local_rank);
+  MPI_Comm_free(&node_comm);
+
+  try {
+    const torch::Device device = TaafsModel::choose_device(device_request_, local_rank);
+    d_->model = std::make_unique<TaafsModel>(arg[2], device);
+  } catch (const std::exception &e) {
+    error->all(FLERR, "pair_style taafs: {}", e.what());
+  }
+  d_->model_path = arg[2];
+  const TaafsModelInfo &info = d_->model->info();
+  cutoff_ = info.cutoff;
+
+  std::string known;
+  for (const auto &name : info.type_names) known += (known.empty() ? "" : " ") + name;
+  species_of_type_.assign(ntypes + 1, -1);
+  for (int t = 1; t <= ntypes; t++) {
+    const std::string name = arg[2 + t];
+    if (name == "NULL") continue;
+    auto it = std::find(info.type_names.begin(), info.type_names.end(), name);
+    if (it == info.type_names.end())
+      error->all(FLERR,
+                 "pair_coeff for taafs: element '{}' (atom type {}) is not in model '{}': "
+                 "expected one of {} or NULL",
+                 name, t, arg[2], known);
+    species_of_type_[t] = static_cast<int>(it - info.type_names.begin());
+  }
+
+  int count = 0;
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) {
+      setflag[i][j] = (species_of_type_[i] >= 0 && species_of_type_[j] >= 0) ? 1 : 0;
+      count += setflag[i][j];
+    }
+  if (count == 0) error->all(FLERR, "pair_coeff for taafs: expected at least one element, got only NULL");
+
+  if (comm->me == 0)
+    utils::logmesg(lmp,
+                   "pair_style taafs: model {} (abi {}, {}, activation {}, cutoff {} Å, "
+                   "elements {}) on {}\n",
+                   arg[2], info.abi, info.architecture, info.activation, info.cutoff, known,
+                   d_->model->device().str());
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairTaafs::init_style()
+{
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "pair_style taafs: expected units metal (eV, Å), got units {}",
+               update->unit_style);
+  if (force->newton_pair == 0)
+    error->all(FLERR, "pair_style taafs: expected newton pair on, got newton pair off");
+  if (!d_->model) error->all(FLERR, "pair_style taafs: expected a pair_coeff * * model.pt line");
+
+  const int nthreads = nthreads_ > 0 ? nthreads_ : std::max(1, comm->nthreads);
+  at::set_num_threads(nthreads);
+
+  neighbor->add_request(this, NeighConst::REQ_FULL);
+}
+
+/* ---------------------------------------------------------------------- */
+
+double PairTaafs::init_one(int /*i*/, int /*j*/)
+{
+  return cutoff_;
+}

@@ -1,0 +1,243 @@
+"""pair_style taafs in the real lmp (1 and 2 MPI ranks) against the Python reference.
+
+The reference (tests/lammps_helpers.reference_results) evaluates the same model file by the ABI
+recipe with an ASE neighbour list, no ghost atoms; LAMMPS uses ghosts, reverse communication and
+its own periodic images.  Every comparison uses REL_TOL_FLOAT64, relative to the largest
+reference magnitude of the quantity.  Atom IDs are always shuffled and non-consecutive.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from mdval import abi
+from lammps_helpers import (NKTV2P_METAL, read_dump, read_thermo, reference_results, run_lmp,
+                            save_toy_model, write_lammps_data)
+
+pytestmark = pytest.mark.lammps
+
+REL_TOL_FLOAT64 = 1e-8  # relative agreement LAMMPS vs reference, float64 model
+CUTOFF = 4.5  # Å, toy model cutoff
+TYPE_NAMES = ["Cu", "O"]
+
+
+@pytest.fixture(scope="session")
+def plugin():
+    from mdval.deploy import lammps_plugin
+
+    try:
+        return lammps_plugin.build()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.fail(f"could not build the plugin: {exc}")
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory, plugin):
+    return save_toy_model(tmp_path_factory.mktemp("model") / "toy.pt", TYPE_NAMES, CUTOFF)
+
+
+# ---------------------------------------------------------------------------- systems
+
+def _system(name: str, seed: int = 0):
+    """(atoms, LAMMPS types 1-based, processors line) for a named test system."""
+    rng = np.random.default_rng(seed)
+    a = 3.61
+    processors = ""
+    if name in ("ortho", "two_element"):
+        atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((3, 3, 3))
+    elif name == "triclinic":
+        atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((3, 3, 3))
+        cell = np.array([[3 * a, 0, 0], [1.9, 3 * a, 0], [1.3, -1.1, 3 * a]])
+        atoms.set_cell(cell, scale_atoms=True)
+    elif name == "small_box":  # edges 7.22 Å < 2 * cutoff, triclinic: many self-images
+        atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((2, 2, 2))
+        atoms.set_cell(np.array([[2 * a, 0, 0], [0.8, 2 * a, 0], [0.5, 0.6, 2 * a]]),
+                       scale_atoms=True)
+    elif name == "empty_rank":  # all atoms in y < L/2: with `processors 1 2 1` rank 1 owns none
+        atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((3, 2, 3))
+        atoms.positions[:, 1] += 0.3
+        atoms.set_cell(np.diag([3 * a, 5 * a, 3 * a]), scale_atoms=False)
+        processors = "processors 1 2 1"
+    else:
+        raise ValueError(name)
+    atoms.rattle(0.08, seed=seed)
+    atoms.wrap()
+    types = np.ones(len(atoms), dtype=int)
+    if name in ("two_element", "triclinic", "small_box"):
+        types[rng.permutation(len(atoms))[: len(atoms) // 3]] = 2
+    if name == "empty_rank":
+        assert atoms.positions[:, 1].max() < atoms.cell[1, 1] / 2
+    return atoms, types, processors
+
+
+def _ids(n: int, seed: int = 1) -> np.ndarray:
+    """Shuffled, non-consecutive atom IDs."""
+    return np.random.default_rng(seed).choice(np.arange(1, 20 * n), size=n, replace=False)
+
+
+def _input(pair_lines: str, processors: str = "", newton: str = "on", units: str = "metal") -> str:
+    return f"""units {units}
+atom_style atomic
+boundary p p p
+newton {newton}
+{processors}
+read_data data.lmp
+{pair_lines}
+neighbor 1.0 bin
+compute pe all pe/atom
+compute sa all stress/atom NULL
+compute vir all pressure NULL virial
+thermo_style custom step pe vol c_vir[1] c_vir[2] c_vir[3] c_vir[4] c_vir[5] c_vir[6]
+thermo_modify format float %.17g
+dump d all custom 1 dump.txt id type fx fy fz c_pe c_sa[1] c_sa[2] c_sa[3] c_sa[4] c_sa[5] c_sa[6]
+dump_modify d format float %.17g sort id
+run 0
+"""
+
+
+def _lammps_results(workdir, script: str, nprocs: int, ids: np.ndarray) -> dict:
+    """LAMMPS results in the ASE atom order, in eV, eV/Å and eV (virials)."""
+    proc = run_lmp(script, workdir, nprocs=nprocs)
+    thermo = read_thermo(proc.log)
+    _, rows = read_dump(workdir / "dump.txt")
+    back = np.argsort(np.argsort(ids))  # ASE index k -> row of id ids[k] in the sorted dump
+    rows = rows[back]
+    volume = thermo["Volume"]
+    w6 = np.array([thermo[f"c_vir[{k}]"] for k in range(1, 7)]) * volume / NKTV2P_METAL
+    return {"energy": thermo["PotEng"], "forces": rows[:, 2:5], "energies": rows[:, 5],
+            "virial6": w6, "atom_virial6": -rows[:, 6:12] / NKTV2P_METAL, "log": proc.log}
+
+
+def _voigt6(tensors: np.ndarray) -> np.ndarray:
+    return np.stack([tensors[..., a, b] for a, b in abi.LAMMPS_VIRIAL_ORDER], axis=-1)
+
+
+def _rel(got, want) -> float:
+    got, want = np.asarray(got, float), np.asarray(want, float)
+    return float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-300))
+
+
+def _assert_parity(got: dict, ref: dict) -> dict:
+    errors = {
+        "energy": _rel(got["energy"], ref["energy"]),
+        "forces": _rel(got["forces"], ref["forces"]),
+        "virial": _rel(got["virial6"], _voigt6(ref["virial"])),
+        "energies": _rel(got["energies"], ref["energies"]),
+        "atom_virials": _rel(got["atom_virial6"], _voigt6(ref["atom_virials"])),
+    }
+    print("max relative errors:", {k: f"{v:.2e}" for k, v in errors.items()})
+    bad = {k: v for k, v in errors.items() if not v < REL_TOL_FLOAT64}
+    assert not bad, f"relative errors above {REL_TOL_FLOAT64}: {bad}"
+    return errors
+
+
+# ---------------------------------------------------------------------------- parity
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+@pytest.mark.parametrize("name", ["ortho", "triclinic", "two_element", "small_box", "empty_rank"])
+def test_parity_with_reference(tmp_path, model, name, nprocs):
+    if name == "empty_rank" and nprocs == 1:
+        pytest.skip("the empty-rank layout needs 2 ranks")
+    atoms, types, processors = _system(name)
+    ids = _ids(len(atoms))
+    write_lammps_data(tmp_path / "data.lmp", atoms, types, ids, n_types=2)
+    script = _input(f"pair_style taafs\npair_coeff * * {model} Cu O", processors)
+    got = _lammps_results(tmp_path, script, nprocs, ids)
+    ref = reference_results(model, atoms, types - 1)
+    _assert_parity(got, ref)
+    if name == "empty_rank":  # the layout really left one rank without atoms
+        nlocal = got["log"].split("Nlocal:")[-1].splitlines()[0].split()
+        assert nlocal[-2:] == ["0", "min"], nlocal
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_hybrid_overlay_is_sum_of_styles(tmp_path, model, nprocs):
+    """hybrid/overlay taafs (type 2 NULL) + lj/cut equals taafs-on-type-1 + lj/cut alone."""
+    atoms, types, _ = _system("two_element", seed=3)
+    ids = _ids(len(atoms), seed=4)
+    write_lammps_data(tmp_path / "data.lmp", atoms, types, ids, n_types=2)
+    lj = "pair_coeff * * lj/cut 0.02 2.3"
+    hybrid = _lammps_results(tmp_path, _input(
+        f"pair_style hybrid/overlay taafs lj/cut 5.0\npair_coeff * * taafs {model} Cu NULL\n{lj}"),
+        nprocs, ids)
+    lj_only = _lammps_results(tmp_path, _input(
+        "pair_style lj/cut 5.0\npair_coeff * * 0.02 2.3"), nprocs, ids)
+
+    copper = types == 1
+    taafs = reference_results(model, atoms[copper], np.zeros(copper.sum(), dtype=int))
+    ref = {"energy": taafs["energy"] + lj_only["energy"]}
+    for key, width in (("forces", 3), ("energies", 0), ("atom_virials", 0)):
+        full = np.zeros((len(atoms),) + taafs[key].shape[1:])
+        full[copper] = taafs[key]
+        ref[key] = full
+    ref["forces"] = ref["forces"] + lj_only["forces"]
+    ref["energies"] = ref["energies"] + lj_only["energies"]
+    got = dict(hybrid)
+    got["virial6"] = hybrid["virial6"] - lj_only["virial6"]
+    got["atom_virial6"] = hybrid["atom_virial6"] - lj_only["atom_virial6"]
+    ref["virial"] = taafs["virial"]
+    _assert_parity(got, ref)
+    assert abs(lj_only["energy"]) > 1e-3, "the lj/cut part must not be negligible"
+
+
+# ---------------------------------------------------------------------------- errors
+
+ERROR_CASES = {
+    "missing_file": ("pair_coeff * * {dir}/absent.pt Cu Cu", "cannot open model file"),
+    "corrupt_file": ("pair_coeff * * {dir}/corrupt.pt Cu Cu", "cannot read model file"),
+    "wrong_abi": ("pair_coeff * * {dir}/abi2.pt Cu Cu", "expected abi 1, got abi 2"),
+    "unknown_element": ("pair_coeff * * {model} Cu Zr",
+                        "element 'Zr' (atom type 2) is not in model"),
+    "wrong_name_count": ("pair_coeff * * {model} Cu",
+                         "expected 2 element names (one per atom type, or NULL) after the model "
+                         "file, got 1"),
+    "units_real": ("pair_coeff * * {model} Cu Cu",
+                   "expected units metal (eV, Å), got units real"),
+    "newton_off": ("pair_coeff * * {model} Cu Cu",
+                   "expected newton pair on, got newton pair off"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_error_messages(tmp_path, model, case):
+    coeff, expected = ERROR_CASES[case]
+    (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 this is not a model" * 10)
+    save_toy_model(tmp_path / "abi2.pt", TYPE_NAMES, CUTOFF, abi_version=2)
+    atoms, types, _ = _system("two_element")
+    write_lammps_data(tmp_path / "data.lmp", atoms[:8], types[:8], np.arange(1, 9), n_types=2)
+    script = _input("pair_style taafs\n" + coeff.format(dir=tmp_path, model=model),
+                    newton="off" if case == "newton_off" else "on",
+                    units="real" if case == "units_real" else "metal")
+    proc = run_lmp(script, tmp_path, check=False)
+    output = proc.log + proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "ERROR" in output and expected in output, output[-2000:]
+
+
+# ---------------------------------------------------------------------------- loading
+
+def test_check_reports_loaded_plugin(plugin):
+    from mdval.deploy import lammps_plugin
+
+    info = lammps_plugin.check()
+    assert info["loads"], info
+    assert info["built_against"]["torch"] and info["built_against"]["lammps"]
+
+
+def test_lammps_python_module_autoloads_plugin(plugin, model):
+    code = ("import lammps\nlmp = lammps.lammps(cmdargs=['-log', 'none', '-screen', 'none'])\n"
+            "for line in ('units metal', 'region b block 0 1 0 1 0 1', 'create_box 1 b',\n"
+            "             'pair_style taafs'):\n"
+            "    lmp.command(line)\n"
+            "print(['pair', 'taafs'] in lmp.available_plugins(None))\n")
+    venv_lib = os.path.join(sys.prefix, "lib")
+    env = dict(os.environ, LD_LIBRARY_PATH=venv_lib + ":" + os.environ.get("LD_LIBRARY_PATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.stdout.strip().endswith("True"), out.stdout + out.stderr
