@@ -1,0 +1,303 @@
+"""The ASE calculator: any model file keeping ABI v1 (DESIGN.md section 3) served to ASE.
+
+    atoms.calc = mdval.Calculator("model.pt")          # or Calculator.from_file(...)
+    atoms.get_potential_energy(); atoms.get_forces(); atoms.get_stress()
+
+It calls the model exactly as the LAMMPS pair style does, so the two agree by construction. One
+call goes atoms -> inputs -> model -> results:
+
+1. **inputs** (:meth:`Calculator.inputs`). Species s_i from the chemical symbols and the model's
+   ``type_names``; a full neighbour list (vesin, O(N), any PBC, triclinic, cells smaller than the
+   cutoff; periodic self-images included) within the model cutoff r_c, giving edges e = (i, j, S)
+   with vectors r_e = r_j - r_i + S·cell (Å). All N atoms are local (n_local = N): periodic images
+   live in the edge vectors, so there are no ghost nodes.
+2. **model** (:meth:`Calculator.evaluate`). E = Σ_i ε_i (eV), ε_i the model's per-atom output,
+   and one autograd pass g_e = ∂E/∂r_e (:func:`mdval.nn.forces.energy_forces_virial`):
+
+       F_i = -∂E/∂r_i = Σ_{e: i centre} g_e - Σ_{e: i neighbour} g_e        (eV/Å)
+       W   = -Σ_e r_e ⊗ g_e                                                  (eV)
+       W_i = -½ Σ_{e ∋ i} r_e ⊗ g_e     (half of each edge to i, half to j)  (eV)
+
+3. **results** (:meth:`Calculator.results_from`). ``energy`` = ``free_energy`` = E,
+   ``energies`` = ε_i, ``forces`` = F_i, and, for cells periodic in all three directions with
+   volume V (Å³), ``stress`` σ = -W/V and ``stresses`` σ_i = -W_i/V (eV/Å³, Voigt order
+   xx, yy, zz, yz, xz, xy; shapes [6] and [N, 6]; Σ_i σ_i = σ), the convention of ASE's own
+   ``ase.calculators.lj``. Stress is positive when the cell is under tension.
+
+All properties come out of one model call and are cached by ASE's ``check_state``: asking for
+energy, forces and stress of unchanged atoms runs the model once.
+
+Choices, documented here and asserted by tests/test_calculator.py:
+
+- **zero atoms**: energy 0 eV, empty ``forces``/``energies``/``stresses``, zero ``stress`` (as a
+  LAMMPS rank with no atoms returns cleanly);
+- **overlapping atoms**: two atoms (or an atom and a periodic image) closer than
+  :data:`MIN_SEPARATION` = 0.1 Å is an error naming both indices. No physical structure comes
+  that close (the shortest bond, H2, is 0.74 Å); the model's s(r) = sw(r)/r would diverge at 0;
+- **stress** of a cell that is not periodic in all three directions raises ASE's
+  ``PropertyNotImplementedError`` (what ASE code expects of a property that does not exist), with
+  a message saying why; energy and forces work for any periodicity;
+- **threads**: ``torch.set_num_threads(threads)`` is called only when ``threads`` is given, and it
+  is process-wide: it affects every torch computation in the process, not only this calculator.
+
+Bad input raises :class:`AtomsInputError` (both a ``ValueError`` and ASE's ``InputError``).
+Problems with the model file raise :class:`mdval.deploy.model_file.ModelFileError` unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator as _AseCalculator
+from ase.calculators.calculator import InputError, PropertyNotImplementedError, all_changes
+from ase.data import atomic_numbers, chemical_symbols
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from mdval.data.neighbors import neighbor_list
+from mdval.deploy.model_file import ModelFile, load
+from mdval.nn.forces import energy_forces_virial
+
+#: Two atoms (or an atom and a periodic image of any atom) closer than this (Å) is an error.
+MIN_SEPARATION: float = 0.1
+
+
+class AtomsInputError(InputError, ValueError):
+    """Atoms the model cannot be evaluated on; the message names the problem and the fix."""
+
+
+@dataclass
+class ModelInputs:
+    """The ABI v1 inputs for one structure (see mdval/abi.py), plus the neighbour-list shifts.
+
+    =============  =====================  ====  ==========================================
+    field          shape / dtype          unit  meaning
+    =============  =====================  ====  ==========================================
+    species        [N] int64              -     model species index of each atom
+    edge_index     [2, E] int64           -     row 0 centre i, row 1 neighbour j
+    edge_vectors   [E, 3] float64         Å     r_j - r_i + S·cell
+    n_local        int                    -     N (all atoms are local in ASE)
+    =============  =====================  ====  ==========================================
+    """
+
+    species: torch.Tensor
+    edge_index: torch.Tensor
+    edge_vectors: torch.Tensor
+    n_local: int
+
+
+def _resolve_device(device) -> torch.device:
+    """A torch.device for ``device``, refusing CUDA where this torch has none."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r} ({exc})"
+        ) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(device)!r} needs CUDA, but this torch ({torch.__version__}) sees no "
+                "CUDA device (torch.cuda.is_available() is False); use device='cpu', or install a "
+                "CUDA build of torch on a machine with a GPU"
+            )
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(
+                f"device={str(device)!r}: there are only {count} CUDA device(s) "
+                f"(cuda:0..cuda:{count - 1})"
+            )
+    elif resolved.type != "cpu":
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return resolved
+
+
+class Calculator(_AseCalculator):
+    """ASE calculator for an mdval model file (TorchScript, ABI v1).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file (``.pt``). Cutoff, element names and dtype come from its metadata.
+    device : str, keyword-only, default "cpu"
+        "cpu", "cuda" or "cuda:N". CUDA must be available to this torch.
+    threads : int or None, keyword-only, default None
+        If given, ``torch.set_num_threads(threads)``. This is **process-wide**.
+
+    Raises :class:`mdval.deploy.model_file.ModelFileError` (a ``ValueError``) for a missing,
+    corrupt or wrong-ABI file, and ``ValueError`` for a bad device or thread count.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        threads: Optional[int] = None,
+    ):
+        super().__init__()
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+                raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+            torch.set_num_threads(threads)  # process-wide
+        self.device = _resolve_device(device)
+        self.model: ModelFile = load(path, device=self.device)
+        self.cutoff: float = self.model.cutoff
+        self.type_names: list[str] = self.model.type_names
+        # Atomic number -> model species index (-1: not in the model).
+        self._species_of_z = np.full(len(chemical_symbols), -1, dtype=np.int64)
+        for index, name in enumerate(self.type_names):
+            if name in atomic_numbers:
+                self._species_of_z[atomic_numbers[name]] = index
+        self.parameters["model"] = str(self.model.path)
+        self.parameters["device"] = str(self.device)
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", threads: Optional[int] = None
+    ) -> "Calculator":
+        """The same as ``Calculator(path, device=..., threads=...)``."""
+        return cls(path, device=device, threads=threads)
+
+    def __repr__(self) -> str:
+        return (
+            f"mdval.Calculator({str(self.model.path)!r}, device={str(self.device)!r}; "
+            f"elements {self.type_names}, cutoff {self.cutoff} Å)"
+        )
+
+    # ----------------------------------------------------------------- atoms -> inputs
+    def species(self, atoms) -> np.ndarray:
+        """Model species index of each atom [N] (int64); refuses elements the model lacks."""
+        numbers = atoms.numbers
+        species = self._species_of_z[numbers]
+        if species.size and species.min() < 0:
+            bad = np.flatnonzero(species < 0)
+            missing = sorted({chemical_symbols[z] for z in numbers[bad]}, key=atomic_numbers.get)
+            shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if bad.size > 5 else "")
+            raise AtomsInputError(
+                f"element(s) {', '.join(missing)} (atom {shown}) not in the model "
+                f"{self.model.path.name}, which knows {', '.join(self.type_names)}; use a model "
+                "trained on these elements or remove those atoms"
+            )
+        return species
+
+    def inputs(self, atoms) -> ModelInputs:
+        """Check ``atoms`` and build the model's inputs (on the calculator's device)."""
+        positions = atoms.positions
+        cell = atoms.cell.array
+        if not np.isfinite(cell).all():
+            raise AtomsInputError(
+                f"the cell contains NaN or inf: {cell.tolist()}; set a finite cell (Å)"
+            )
+        finite = np.isfinite(positions).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if bad.size > 5 else "")
+            raise AtomsInputError(
+                f"positions of atom(s) {shown} are NaN or inf; the structure is broken "
+                "(e.g. a blown-up MD run): restart from a sane structure"
+            )
+        species = self.species(atoms)
+        nl = neighbor_list(positions, cell, atoms.pbc, self.cutoff)
+        self._check_overlap(nl.centers, nl.neighbors, nl.vectors)
+        device = self.device
+        return ModelInputs(
+            species=torch.from_numpy(species).to(device),
+            edge_index=torch.from_numpy(np.stack((nl.centers, nl.neighbors))).to(device),
+            edge_vectors=torch.from_numpy(nl.vectors).to(device),
+            n_local=len(atoms),
+        )
+
+    @staticmethod
+    def _check_overlap(centers: np.ndarray, neighbors: np.ndarray, vectors: np.ndarray) -> None:
+        if vectors.shape[0] == 0:
+            return
+        r2 = np.einsum("ed,ed->e", vectors, vectors)
+        close = r2 < MIN_SEPARATION**2
+        if not close.any():
+            return
+        edges = np.flatnonzero(close)
+        first = min(edges, key=lambda e: (min(centers[e], neighbors[e]), max(centers[e], neighbors[e])))
+        i, j = sorted((int(centers[first]), int(neighbors[first])))
+        distance = float(np.sqrt(r2[first]))
+        what = f"atoms {i} and {j} are" if i != j else f"atom {i} and its own periodic image are"
+        raise AtomsInputError(
+            f"{what} {distance:.3f} Å apart, closer than MIN_SEPARATION = {MIN_SEPARATION} Å: two "
+            "atoms at the same position; remove the duplicate atom or fix the structure"
+        )
+
+    # ----------------------------------------------------------------- inputs -> model
+    def evaluate(self, inputs: ModelInputs) -> Dict[str, torch.Tensor]:
+        """Energy, per-atom energies, forces, virial and per-atom virial, in one autograd call."""
+        with torch.enable_grad():
+            out = energy_forces_virial(
+                self.model,
+                inputs.species,
+                inputs.edge_index,
+                inputs.edge_vectors,
+                inputs.n_local,
+                forces=True,
+                virial=True,
+                atom_virial=True,
+            )
+        return {k: v.detach() for k, v in out.items()}
+
+    # ----------------------------------------------------------------- model -> results
+    @staticmethod
+    def results_from(outputs: Dict[str, torch.Tensor], atoms) -> dict:
+        """ASE results (numpy, eV, eV/Å, eV/Å³) from the model outputs."""
+        energies = outputs["atom_energy"].cpu().numpy()
+        energy = float(outputs["energy"].sum().item())
+        results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": energies,
+            "forces": outputs["forces"].cpu().numpy(),
+        }
+        if atoms.pbc.all():
+            volume = abs(float(np.linalg.det(atoms.cell.array)))
+            virial = outputs["virial"].reshape(3, 3).cpu().numpy()
+            atom_virial = outputs["atom_virial"].cpu().numpy()
+            results["stress"] = full_3x3_to_voigt_6_stress(-virial / volume)
+            results["stresses"] = full_3x3_to_voigt_6_stress(-atom_virial / volume).reshape(-1, 6)
+        return results
+
+    def _empty_results(self, atoms) -> dict:
+        """Zero atoms: zero energy, empty arrays, zero stress (documented choice)."""
+        results = {
+            "energy": 0.0,
+            "free_energy": 0.0,
+            "energies": np.zeros(0),
+            "forces": np.zeros((0, 3)),
+        }
+        if atoms.pbc.all():
+            results["stress"] = np.zeros(6)
+            results["stresses"] = np.zeros((0, 6))
+        return results
+
+    # ----------------------------------------------------------------- ASE entry point
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        wants_stress = any(p in ("stress", "stresses") for p in properties)
+        if wants_stress and not atoms.pbc.all():
+            raise PropertyNotImplementedError(
+                f"stress needs a cell periodic in all three directions, but pbc = "
+                f"{atoms.pbc.tolist()}; set atoms.pbc = True with a 3-D cell, or ask only for "
+                "energy and forces"
+            )
+        if wants_stress and abs(np.linalg.det(atoms.cell.array)) == 0.0:
+            raise AtomsInputError(
+                f"stress needs a cell with non-zero volume, got cell {atoms.cell.array.tolist()}"
+            )
+        if len(atoms) == 0:
+            self.results = self._empty_results(atoms)
+            return
+        inputs = self.inputs(atoms)
+        outputs = self.evaluate(inputs)
+        self.results = self.results_from(outputs, atoms)
