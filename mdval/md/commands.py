@@ -1,0 +1,100 @@
+"""``mdval md nve|nvt|npt`` (one protocol) and ``mdval run WORKFLOW`` (a TOML spec).
+
+    mdval md nve --reference emt:Cu --steps 2000 --out runs/md/emt-nve
+    mdval md npt --model models/cu/cheb1-ekf.pt --engine lammps --np 2 --pressure-bar 1
+    mdval run workflows/cu_emt.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mdval.md.protocols import PROTOCOLS, THERMOSTATS
+
+
+def register(subparsers) -> None:
+    md = subparsers.add_parser("md", help="run one MD validation protocol (NVE, NVT or NPT)")
+    md_sub = md.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
+    for kind in PROTOCOLS:
+        p = md_sub.add_parser(kind, help=f"{kind.upper()} protocol", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        who = p.add_mutually_exclusive_group(required=True)
+        who.add_argument("--model", help="an exported mdval model file (.pt)")
+        who.add_argument("--reference", help="a reference potential: emt:Cu (ASE only) or lammps:Cu_u3.eam")
+        p.add_argument("--engine", choices=("ase", "lammps"), default="ase")
+        p.add_argument("--np", type=int, default=1, help="MPI ranks for the LAMMPS engine (mpirun -np N)")
+        p.add_argument("--element", default="Cu")
+        p.add_argument("--lattice", default="fcc")
+        p.add_argument("--a-A", type=float, default=3.61, dest="a_A", help="lattice constant (Å)")
+        p.add_argument("--supercell", type=int, nargs=3, default=[3, 3, 3])
+        p.add_argument("--timestep-fs", type=float, default=1.0)
+        p.add_argument("--temperature-K", type=float, default=300.0, dest="temperature_K")
+        p.add_argument("--steps", type=int, default=2000, help="production steps")
+        p.add_argument("--equilibration-steps", type=int, default=500)
+        p.add_argument("--warmup-ps", type=float, default=0.0)
+        p.add_argument("--sample-interval", type=int, default=10)
+        p.add_argument("--trajectory-interval", type=int, default=50)
+        p.add_argument("--checkpoint-interval", type=int, default=200)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--thermostat", choices=THERMOSTATS,
+                       default="nose-hoover-chain" if kind == "npt" else "langevin")
+        p.add_argument("--thermostat-damping-fs", type=float, default=100.0)
+        if kind == "npt":
+            p.add_argument("--pressure-bar", type=float, default=1.0)
+            p.add_argument("--barostat-damping-fs", type=float, default=1000.0)
+        p.add_argument("--temperature-limit-factor", type=float, default=5.0)
+        p.add_argument("--min-distance-A", type=float, default=0.5, dest="min_distance_A")
+        p.add_argument("--max-volume-change", type=float, default=0.5)
+        p.add_argument("--device", default="cpu", help="torch device for a model in the ASE engine")
+        p.add_argument("--out", default=None, help="output directory (default runs/md/<label>-<protocol>-<engine>)")
+        p.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
+        p.set_defaults(func=run_md_command, protocol=kind)
+
+    run = subparsers.add_parser("run", help="run an MD validation workflow spec (TOML)")
+    run.add_argument("workflow", help="path to a workflow spec, e.g. workflows/cu_emt.toml")
+    run.add_argument("--no-resume", action="store_true")
+    run.set_defaults(func=run_workflow_command)
+
+
+def run_md_command(args) -> int:
+    from mdval.md.protocols import make_settings
+    from mdval.md.results import Potential
+    from mdval.md.stability import StabilityLimits
+    from mdval.md.workflow import build_system
+
+    values = {k: getattr(args, k) for k in ("timestep_fs", "temperature_K", "steps", "equilibration_steps", "warmup_ps",
+                                            "sample_interval", "trajectory_interval", "checkpoint_interval", "seed",
+                                            "thermostat", "thermostat_damping_fs")}
+    if args.protocol == "npt":
+        values.update(pressure_bar=args.pressure_bar, barostat_damping_fs=args.barostat_damping_fs)
+    values["limits"] = StabilityLimits(temperature_limit_factor=args.temperature_limit_factor,
+                                       min_distance_A=args.min_distance_A, max_volume_change=args.max_volume_change)
+    settings = make_settings(args.protocol, **values)
+    spec = args.model or args.reference
+    atoms = build_system(args.lattice, args.element, args.a_A, args.supercell)
+    out = Path(args.out or f"runs/md/{Potential(spec).label.replace(':', '-')}-{args.protocol}-{args.engine}")
+    if args.engine == "ase":
+        from mdval.md.ase_engine import run_ase
+
+        result = run_ase(atoms, spec, settings, out, resume=not args.no_resume, device=args.device)
+    else:
+        from mdval.md.lammps_engine import run_lammps
+
+        result = run_lammps(atoms, spec, settings, out, np=args.np, resume=not args.no_resume)
+    brief = {k: v for k, v in result.observables.items() if k not in ("rdf",)}
+    brief.get("density", {}).pop("series_g_cm3", None)
+    print(json.dumps({"status": result.status, "reason": result.reason, "time_to_failure_ps": result.time_to_failure_ps,
+                      "output_dir": result.output_dir, **brief}, indent=1, default=str))
+    return 0 if result.ok else 1
+
+
+def run_workflow_command(args) -> int:
+    from mdval.md.workflow import load_workflow, run_workflow
+
+    summary = run_workflow(load_workflow(args.workflow), resume=not args.no_resume)
+    failed = [r for r in summary["runs"] if r["status"] != "completed"]
+    for r in summary["runs"]:
+        print(f"{r['engine']:7s} {r['protocol']:4s} {r['role']:9s} {r['status']:9s} {r['potential']}"
+              + (f"  ({r['reason']})" if r["reason"] else ""))
+    return 1 if failed else 0

@@ -1,0 +1,283 @@
+"""The LAMMPS MD engine: NVE / NVT / NPT protocols with ``lmp`` (optionally under ``mpirun -np N``).
+
+    result = run_lammps(atoms, "models/cu.pt", NVTSettings(), "runs/md/cu-nvt", np=2)   # pair_style taafs
+    result = run_lammps(atoms, "lammps:Cu_u3.eam", NPTSettings(), "runs/md/eam-npt")    # reference
+
+The input is rendered from ``workflows/templates/md.in`` (placeholders ``@{name}``, so LAMMPS'
+own ``${var}`` syntax is untouched). Fixes, with τ_T = ``thermostat_damping_fs`` and
+τ_P = ``barostat_damping_fs`` (converted to ps, the metal time unit):
+
+- NVE production: ``fix nve`` (velocity Verlet);
+- thermostats: "langevin" → ``fix nve`` + ``fix langevin T T τ_T seed zero yes``; "bussi" →
+  ``fix nve`` + ``fix temp/csvr T T τ_T seed``; "nose-hoover-chain" → ``fix nvt temp T T τ_T``;
+- NPT production: ``fix npt temp T T τ_T iso P P τ_P`` (MTK equations, Nosé-Hoover chains).
+
+Stability detectors run inside LAMMPS as ``fix halt ... error soft`` (temperature, minimum
+distance through ``compute coord/atom`` with the limit as cutoff, volume change); lost atoms
+through ``thermo_modify lost error``; non-finite energies from the parsed log. The log is parsed
+into ``thermo.csv``, the dumps into ``trajectory.extxyz``. ``restart N restart.*`` writes restart
+files; a second call with the same ``output_dir`` resumes from the newest one with
+``read_restart`` (the stochastic thermostats are reseeded with seed + step: the continuation is
+statistically, not bitwise, the same).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from string import Template
+
+
+from mdval.md import results as res
+from mdval.md.ase_engine import finish
+from mdval.md.protocols import ProtocolSettings, RunResult
+from mdval.md.stability import Failure
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "workflows" / "templates"
+STATE_FILE = "lammps_state.json"
+_LOG_COLUMNS = {"Step": "step", "Time": "time_ps", "PotEng": "epot_eV", "KinEng": "ekin_eV", "TotEng": "etot_eV",
+                "Temp": "temperature_K", "Press": "pressure_bar", "Volume": "volume_A3", "Density": "density_g_cm3"}
+
+
+class _AtTemplate(Template):
+    delimiter = "@"
+
+
+def executable(name: str) -> str:
+    """``lmp`` / ``mpirun`` next to this Python (the venv), else on PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"'{name}' not found next to {sys.executable} or on PATH; install 'lammps[mpi]'")
+    return found
+
+
+def pair_lines(potential: res.Potential, elements: list[str]) -> list[str]:
+    """``pair_style``/``pair_coeff`` lines: ``taafs`` for a model file, the preset's lines otherwise."""
+    if potential.is_model:
+        return ["pair_style      taafs", f"pair_coeff      * * {Path(potential.spec).resolve()} {' '.join(elements)}"]
+    if potential.spec.startswith("lammps:"):
+        from mdval.data.teachers import lammps_preset
+
+        preset = lammps_preset(potential.spec.split(":", 1)[1])
+        if list(preset.elements) != list(elements):
+            raise ValueError(f"{preset.name} describes elements {list(preset.elements)}, the structure has {elements}")
+        return preset.commands()
+    raise ValueError(f"the LAMMPS engine cannot run '{potential.spec}' (EMT exists only in ASE); use a model file, "
+                     "a lammps:PRESET reference (e.g. lammps:Cu_u3.eam) or the ASE engine")
+
+
+def _thermostat_fix(settings: ProtocolSettings, seed: int) -> list[str]:
+    T, tau = settings.temperature_K, settings.thermostat_damping_fs / 1000.0
+    if settings.thermostat == "langevin":
+        return ["fix integrate all nve", f"fix thermostat all langevin {T} {T} {tau} {seed} zero yes"]
+    if settings.thermostat == "bussi":
+        return ["fix integrate all nve", f"fix thermostat all temp/csvr {T} {T} {tau} {seed}"]
+    return [f"fix integrate all nvt temp {T} {T} {tau}"]
+
+
+def _phases(settings: ProtocolSettings, start_step: int, elements: list[str], segment: int) -> str:
+    seed = settings.seed + 1 + start_step  # LAMMPS seeds must be positive
+    lines, n_eq, total = [], settings.equilibration_steps, settings.total_steps
+    if start_step < n_eq:
+        lines += ["# --- equilibration (NVT) ---"] + _thermostat_fix(settings, seed) + [
+            f"run {n_eq} upto", "unfix integrate"]
+        if settings.thermostat != "nose-hoover-chain":
+            lines.append("unfix thermostat")
+    lines += ["# --- production ---",
+              f"dump traj all custom {settings.trajectory_interval} traj.{segment}.lammpstrj id type element x y z",
+              f"dump_modify traj element {' '.join(elements)} sort id"]
+    if settings.kind == "nve":
+        lines.append("fix integrate all nve")
+    elif settings.kind == "npt":
+        T, tau, P = settings.temperature_K, settings.thermostat_damping_fs / 1000.0, settings.pressure_bar
+        lines.append(f"fix integrate all npt temp {T} {T} {tau} iso {P} {P} {settings.barostat_damping_fs / 1000.0}")
+    else:
+        lines += _thermostat_fix(settings, seed + 7)
+    lines += [f"run {total} upto", "write_restart restart.final"]
+    return "\n".join(lines)
+
+
+def render_input(settings: ProtocolSettings, potential: res.Potential, elements: list[str], *, structure: str,
+                 velocity: bool, start_step: int, volume0_A3: float, segment: int, lost: str = "error") -> str:
+    """The LAMMPS input for one segment of a run (a fresh start or a resume)."""
+    limits = settings.limits
+    velocity_line = (f"velocity all create {settings.temperature_K} {settings.seed + 1} mom yes rot no dist gaussian"
+                     if velocity else "# velocities from the restart file")
+    values = {
+        "protocol": settings.kind, "segment": segment, "structure": structure,
+        "pair_lines": "\n".join(pair_lines(potential, elements)), "skin_A": 1.0,
+        "timestep_ps": settings.timestep_fs / 1000.0, "min_distance_A": limits.min_distance_A,
+        "volume0_A3": repr(volume0_A3), "check_interval": limits.check_interval,
+        "temperature_limit_K": limits.temperature_limit_factor * settings.temperature_K,
+        "max_volume_change": limits.max_volume_change, "lost": lost, "sample_interval": settings.sample_interval,
+        "velocity": velocity_line, "checkpoint_interval": settings.checkpoint_interval,
+        "phases": _phases(settings, start_step, elements, segment)}
+    return _AtTemplate((TEMPLATE_DIR / "md.in").read_text()).substitute(values)
+
+
+def parse_log(text: str) -> tuple[list[dict], list[str]]:
+    """Thermo rows (dicts keyed by thermo-CSV columns, plus ``nclose``) and ERROR/halt lines of a log."""
+    rows, events, header = [], [], None
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "Step" and "PotEng" in words:
+            header = words
+            continue
+        if line.startswith("ERROR") or "Fix halt condition" in line or line.startswith("Loop time"):
+            if not line.startswith("Loop time"):
+                events.append(line.strip())
+            header = None if line.startswith("Loop time") else header
+            continue
+        if header and len(words) == len(header):
+            try:
+                values = [float(w) for w in words]
+            except ValueError:
+                continue
+            row = {_LOG_COLUMNS.get(h, h.replace("c_", "")): v for h, v in zip(header, values)}
+            row["step"] = int(row["step"])
+            rows.append(row)
+    return rows, events
+
+
+def _failure_from(events: list[str], rows: list[dict], settings: ProtocolSettings) -> Failure | None:
+    dt_ps = settings.timestep_fs / 1000.0
+    for row in rows:
+        if not all(math.isfinite(row[k]) for k in ("epot_eV", "etot_eV", "temperature_K")):
+            return Failure("non_finite", f"non-finite energy in the LAMMPS thermo output at step {row['step']} "
+                           f"({row['step'] * dt_ps:.4g} ps)", row["step"], row["step"] * dt_ps)
+    for line in events:
+        match = re.search(r"fix-id halt_(\w+) met on step (\d+) with value (\S+)", line)
+        if match:
+            detector, step, value = match.group(1), int(match.group(2)), float(match.group(3))
+            at = f"at step {step} ({step * dt_ps:.4g} ps)"
+            limits = settings.limits
+            reason = {
+                "temperature": f"temperature {value:.0f} K exceeded limit "
+                               f"{limits.temperature_limit_factor * settings.temperature_K:.0f} K {at}",
+                "min_distance": f"an atom has {value:.0f} neighbour(s) closer than the limit {limits.min_distance_A} Å {at}",
+                "volume": f"volume changed by {100 * value:.1f}%, beyond the limit ±{100 * limits.max_volume_change:.0f}% {at}",
+            }[detector]
+            return Failure(detector, reason, step, step * dt_ps)
+        if line.startswith("ERROR"):
+            step = rows[-1]["step"] if rows else 0
+            detector = "lost_atoms" if "Lost atoms" in line else "engine_error"
+            return Failure(detector, f"LAMMPS {line} after step {step} ({step * dt_ps:.4g} ps)", step, step * dt_ps)
+    return None
+
+
+def _restarts(out: Path) -> list[tuple[int, Path]]:
+    found = [(int(p.name.split(".")[1]), p) for p in out.glob("restart.*") if p.name.split(".")[1].isdigit()]
+    return sorted(found)
+
+
+def _collect(out: Path, settings: ProtocolSettings, upto_step: int | None = None) -> list[dict]:
+    """Thermo rows of every segment log, the later segment winning for a step, with phases."""
+    by_step: dict[int, dict] = {}
+    for log in sorted(out.glob("log.*.lammps"), key=lambda p: int(p.name.split(".")[1])):
+        for row in parse_log(log.read_text(errors="replace"))[0]:
+            by_step[row["step"]] = row
+    rows = [by_step[s] for s in sorted(by_step) if upto_step is None or s <= upto_step]
+    for row in rows:
+        row["phase"] = "equilibration" if row["step"] < settings.equilibration_steps else "production"
+    return rows
+
+
+def _trajectory(out: Path, settings: ProtocolSettings) -> None:
+    """All dump segments into one extxyz with ``step``/``time_ps`` in each frame's info."""
+    from ase.io import read, write
+
+    frames: dict[int, object] = {}
+    for dump in sorted(out.glob("traj.*.lammpstrj"), key=lambda p: int(p.name.split(".")[1])):
+        text = dump.read_text()
+        steps = [int(s) for s in re.findall(r"ITEM: TIMESTEP\n\s*(\d+)", text)]
+        try:
+            images = read(dump, ":", format="lammps-dump-text")
+        except Exception:  # a dump cut by a kill: keep the complete frames
+            images = []
+        for step, atoms in zip(steps, images):
+            atoms.calc = None
+            atoms.info.update(step=step, time_ps=step * settings.timestep_fs / 1000.0)
+            frames[step] = atoms
+    tmp = out / (res.TRAJECTORY_FILE + ".tmp")
+    write(tmp, [frames[s] for s in sorted(frames)], format="extxyz") if frames else tmp.write_text("")
+    os.replace(tmp, out / res.TRAJECTORY_FILE)
+
+
+def run_lammps(atoms, potential, settings: ProtocolSettings, output_dir, *, np: int = 1, resume: bool = True,
+               timeout_s: float | None = None, lost: str = "error", provenance_extra: dict | None = None) -> RunResult:
+    """Run one protocol in LAMMPS and return its :class:`RunResult` (never raises on an MD failure).
+
+    ``np`` > 1 runs ``mpirun -np np lmp``; ``timeout_s`` bounds the wall time of the process (a
+    timeout is recorded as a failure). With ``resume`` and restart files in ``output_dir`` the run
+    continues from the newest one.
+    """
+    from ase.io import write
+
+    potential = potential if isinstance(potential, res.Potential) else res.Potential(str(potential))
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    elements = sorted(set(atoms.get_chemical_symbols()))
+    if potential.is_model:
+        from mdval.deploy.model_file import read_metadata
+
+        elements = [e for e in read_metadata(potential.spec)["type_names"] if e in elements] or elements
+    state_path = out / STATE_FILE
+    restarts = _restarts(out) if resume and state_path.exists() else []
+    if restarts and restarts[-1][0] < settings.total_steps:
+        state = json.loads(state_path.read_text())
+        start_step, restart_file = restarts[-1]
+        structure, velocity = f"read_restart    {restart_file.name}", False
+        segment = state["segments"] + 1
+        volume0 = state["volume0_A3"]
+        resumed_from = start_step
+    else:
+        for path in list(out.glob("log.*.lammps")) + list(out.glob("traj.*.lammpstrj")) + list(out.glob("restart.*")):
+            path.unlink()
+        write(out / "structure.data", atoms, format="lammps-data", specorder=elements, masses=True, units="metal")
+        structure, velocity, start_step, segment = "read_data       structure.data", True, 0, 1
+        volume0, resumed_from = float(atoms.get_volume()), None
+    res.write_json_atomic(state_path, {"segments": segment, "volume0_A3": volume0, "elements": elements})
+    text = render_input(settings, potential, elements, structure=structure, velocity=velocity, start_step=start_step,
+                        volume0_A3=volume0, segment=segment, lost=lost)
+    res.write_atomic(out / f"in.{segment}.lammps", text)
+    command = [executable("lmp"), "-nocite", "-in", f"in.{segment}.lammps", "-log", f"log.{segment}.lammps",
+               "-screen", "none"]
+    if np > 1:
+        command = [executable("mpirun"), "-np", str(np)] + command
+    failure = None
+    try:
+        proc = subprocess.run(command, cwd=out, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc = None
+    rows = _collect(out, settings)
+    events = parse_log((out / f"log.{segment}.lammps").read_text(errors="replace"))[1] \
+        if (out / f"log.{segment}.lammps").exists() else []
+    failure = _failure_from(events, rows, settings)
+    last_step = rows[-1]["step"] if rows else start_step
+    dt_ps = settings.timestep_fs / 1000.0
+    if failure is None and proc is None:
+        failure = Failure("engine_error", f"LAMMPS exceeded the timeout of {timeout_s} s at step {last_step}",
+                          last_step, last_step * dt_ps)
+    elif failure is None and proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+        failure = Failure("engine_error", f"LAMMPS exited with code {proc.returncode} after step {last_step}: "
+                          f"{' | '.join(tail)}", last_step, last_step * dt_ps)
+    if failure is not None:  # keep rows up to the failure
+        rows = [r for r in rows if r["step"] <= failure.step] or rows
+    res.write_atomic(out / res.THERMO_FILE, res.thermo_csv(rows))
+    _trajectory(out, settings)
+    extra = {"resumed_from_step": resumed_from, "mpi_ranks": np, "command": " ".join(command[-8:]),
+             "input": f"in.{segment}.lammps", **(provenance_extra or {})}
+    return finish(out, settings, potential, "lammps", len(atoms), failure,
+                  failure.step if failure else last_step, extra)

@@ -1,0 +1,213 @@
+"""What both MD engines share: the potential spec, the thermo table, provenance, atomic writes, and
+the analysis of a finished (or failed) run into observables.
+
+Thermo table columns (CSV ``thermo.csv``, one row per ``sample_interval`` steps):
+
+=============  =======  ===================================================
+column         unit     meaning
+=============  =======  ===================================================
+step           -        global step (equilibration + production)
+time_ps        ps       step × timestep
+phase          -        "equilibration" | "production"
+epot_eV        eV       potential energy
+ekin_eV        eV       kinetic energy
+etot_eV        eV       epot + ekin
+temperature_K  K        instantaneous kinetic temperature
+pressure_bar   bar      instantaneous pressure (virial + kinetic)
+volume_A3      Å³       box volume
+density_g_cm3  g/cm³    mass density
+=============  =======  ===================================================
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from mdval.md import observables as obs
+
+THERMO_COLUMNS: tuple[str, ...] = ("step", "time_ps", "phase", "epot_eV", "ekin_eV", "etot_eV", "temperature_K",
+                                   "pressure_bar", "volume_A3", "density_g_cm3")
+THERMO_FILE = "thermo.csv"
+TRAJECTORY_FILE = "trajectory.extxyz"
+RESULTS_FILE = "results.json"
+
+
+@dataclass(frozen=True)
+class Potential:
+    """What the atoms interact with: an mdval model file, or a reference potential.
+
+    ``spec`` forms: a path to a ``.pt`` model file; ``"emt:Cu"`` (ASE EMT, ASE engine only);
+    ``"lammps:Cu_u3.eam"`` (a preset of mdval.data.teachers.lammps_preset, both engines).
+    """
+
+    spec: str
+
+    @property
+    def is_model(self) -> bool:
+        return not (self.spec.startswith("emt") or self.spec.startswith("lammps:"))
+
+    @property
+    def label(self) -> str:
+        return Path(self.spec).stem if self.is_model else self.spec
+
+    def describe(self) -> dict:
+        if self.is_model:
+            from mdval.deploy.model_file import read_metadata
+
+            meta = read_metadata(self.spec)
+            return {"kind": "model", "path": str(Path(self.spec).resolve()), "sha256": sha256_file(self.spec),
+                    "activation": meta.get("activation"), "optimizer": meta.get("optimizer"),
+                    "architecture": meta.get("architecture"), "compute_dtype": meta.get("compute_dtype"),
+                    "cutoff_A": meta.get("cutoff"), "type_names": meta.get("type_names")}
+        return {"kind": "reference", "spec": self.spec}
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def versions() -> dict:
+    out = {}
+    for name in ("mdval", "ase", "lammps", "torch", "numpy", "vesin", "mpich"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    out["python"] = platform.python_version()
+    return out
+
+
+def provenance(potential: Potential, engine: str, settings, extra: dict | None = None) -> dict:
+    return {"potential": potential.describe(), "engine": engine, "versions": versions(),
+            "seed": settings.seed, "timestep_fs": settings.timestep_fs, "thermostat": settings.thermostat,
+            "host": platform.node(), "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **(extra or {})}
+
+
+def write_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file and a rename (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if np.isfinite(v) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json_atomic(path, data: dict) -> None:
+    write_atomic(path, json.dumps(_jsonable(data), indent=1))
+
+
+def thermo_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=THERMO_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k) for k in THERMO_COLUMNS})
+    return buffer.getvalue()
+
+
+def read_thermo(path) -> dict:
+    """The thermo CSV as columns: numeric columns as float arrays, ``phase`` as a string array."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    out = {}
+    for column in THERMO_COLUMNS:
+        values = [r.get(column) for r in rows]
+        if column == "phase":
+            out[column] = np.array(values, dtype=object)
+        else:
+            out[column] = np.array([float(v) if v not in (None, "") else np.nan for v in values])
+    return out
+
+
+def analyse(settings, thermo: dict, frames: list, n_atoms: int) -> dict:
+    """Observables of a run from its thermo columns and production trajectory frames.
+
+    Production samples only; the estimators skip ``settings.warmup_ps`` of production time.
+    nve: energy drift; nvt/npt: total and partial RDFs with first peaks; npt: density over the
+    production half (block average). Every protocol: temperature, pressure and density statistics.
+    """
+    prod = thermo["phase"] == "production"
+    if not np.any(prod):
+        return {}
+    t = thermo["time_ps"][prod]
+    t_rel = t - t[0]
+    keep = t_rel >= settings.warmup_ps - 1e-9
+    out: dict = {"n_production_samples": int(prod.sum())}
+    for column, name in (("temperature_K", "temperature_K"), ("pressure_bar", "pressure_bar"),
+                         ("density_g_cm3", "density_g_cm3")):
+        out[name] = obs.series_stats(thermo[column][prod][keep])
+    if settings.kind == "nve" and keep.sum() >= 3:
+        out["drift"] = obs.energy_drift(t, thermo["etot_eV"][prod], n_atoms, kinetic_energy_eV=thermo["ekin_eV"][prod],
+                                        warmup_ps=settings.warmup_ps).as_dict()
+    if settings.kind == "npt":
+        rho = thermo["density_g_cm3"][prod]
+        half = rho[rho.size // 2:]
+        half = half[np.isfinite(half)]
+        if half.size >= 2:
+            block = obs.block_average(half)
+            out["density"] = {"mean_g_cm3": block.mean, "standard_error_g_cm3": block.standard_error,
+                              "n_samples": block.n_samples, "series_g_cm3": rho.tolist()}
+    if settings.kind in ("nvt", "npt") and frames:
+        t0 = float(thermo["time_ps"][prod][0]) + settings.warmup_ps
+        use = [f for f in frames if f.info.get("time_ps", t0) >= t0 - 1e-9] or frames
+        r_max = min(settings.rdf_r_max_A, min(float(obs.cell_heights_A(f.cell.array).min()) / 2 for f in use))
+        g = obs.rdf(use, r_max, settings.rdf_bins)
+        out["rdf"] = g.as_dict()
+        out["rdf"]["r_max_A"] = r_max
+        out["first_peak"] = {"total": obs.first_peak(g.r_A, g.total),
+                             **{k: obs.first_peak(g.r_A, v) for k, v in g.partial.items()}}
+    return out
+
+
+def compare_to_reference(observables: dict, reference: dict) -> dict:
+    """RDF error (%) and density relative error (%) of a run against the reference run."""
+    out = {}
+    g, g_ref = observables.get("rdf"), reference.get("rdf")
+    if g and g_ref and len(g["r_A"]) == len(g_ref["r_A"]) and np.allclose(g["r_A"], g_ref["r_A"]):
+        out["rdf_error_percent"] = {"total": obs.rdf_error_percent(g["r_A"], g["total"], g_ref["total"])}
+        for key in g["partial"]:
+            if key in g_ref["partial"]:
+                out["rdf_error_percent"][key] = obs.rdf_error_percent(g["r_A"], g["partial"][key], g_ref["partial"][key])
+    d, d_ref = observables.get("density"), reference.get("density")
+    if d and d_ref:
+        out["density_relative_error_percent"] = obs.relative_error_percent(d["mean_g_cm3"], d_ref["mean_g_cm3"])
+        out["density_difference_sigma"] = float(abs(d["mean_g_cm3"] - d_ref["mean_g_cm3"]) / np.hypot(
+            d["standard_error_g_cm3"], d_ref["standard_error_g_cm3"])) if (d["standard_error_g_cm3"] or d_ref["standard_error_g_cm3"]) else None
+    return out
