@@ -1,0 +1,125 @@
+"""``mdval train``, ``mdval test`` and ``mdval export``.
+
+Bad input (missing files, unknown keys, bad activation specs, empty or NaN data) is reported as
+``mdval: error: ...`` on stderr with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT: int = 2
+
+
+def _fail(error: Exception) -> int:
+    message = str(error)
+    if isinstance(error, KeyError):
+        message = f"missing key {message}"
+    print(f"mdval: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train", help="train a model from a TOML config",
+        description="Train a model from a TOML config (examples in models/configs/).\n"
+        "  mdval train models/configs/cu_emt_tanh_adam.toml\n"
+        "  mdval train cfg.toml --set training.epochs=5 --set model.activation='\"taafs:basis=chebyshev1\"'\n"
+        "  mdval train cfg.toml --resume      # continue a killed run from runs/NAME/checkpoints/last.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("config", help="TOML config file")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a config value (value read as TOML; repeatable)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run from its last checkpoint (optimizer state included)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_train)
+
+    test = subparsers.add_parser(
+        "test", help="errors of a model file on labelled data (JSON + parity plot)",
+        description="Energy (meV/atom), force (eV/Å) and virial (meV/atom) MAE and RMSE of MODEL on "
+        "DATA; writes JSON and a parity plot (PNG).",
+    )
+    test.add_argument("model", help="exported model file (.pt)")
+    test.add_argument("data", nargs="+", help="labelled data file(s) (extxyz, mlearn JSON, DeePMD, ...)")
+    test.add_argument("--format", default=None, help="force a data format (extxyz, mlearn, deepmd/npy, ...)")
+    test.add_argument("--out", default=None,
+                      help="output prefix (default: <model stem>_test next to the model): writes "
+                           "PREFIX.json and PREFIX_parity.png")
+    test.add_argument("--batch-size", type=int, default=8, help="frames per evaluation batch (default 8)")
+    test.set_defaults(func=_test)
+
+    export = subparsers.add_parser("export", help="write the model file (ABI v1) of a training checkpoint")
+    export.add_argument("checkpoint", help="checkpoint (runs/NAME/checkpoints/best.pt or last.pt)")
+    export.add_argument("-o", "--out", default=None,
+                        help="output model file (default: model.pt in the run folder)")
+    export.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                        help="compute dtype of the exported network (default float64)")
+    export.set_defaults(func=_export)
+
+
+def _train(args) -> int:
+    from mdval.train.config import load_config
+    from mdval.train.trainer import Trainer
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.quiet:
+            cfg["training"]["progress"] = False
+        summary = Trainer(cfg, resume=args.resume, log=lambda m: print(m, flush=True)).train()
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        return _fail(error)
+    print(json.dumps({k: summary[k] for k in ("model", "stopped_by", "epochs", "steps")}))
+    return 0
+
+
+def _test(args) -> int:
+    from mdval.deploy.evaluate import evaluate_model_file, write_json_atomic
+    from mdval.report.parity import parity_plot
+
+    try:
+        metrics, pred, meta = evaluate_model_file(args.model, args.data, format=args.format,
+                                                  batch_size=args.batch_size)
+    except (ValueError, FileNotFoundError) as error:
+        return _fail(error)
+    prefix = Path(args.out) if args.out else Path(args.model).with_name(Path(args.model).stem + "_test")
+    record = {"model": str(args.model), "data": [str(d) for d in args.data],
+              "activation": meta.get("activation"), "optimizer": meta.get("optimizer"), **metrics}
+    json_path = prefix.with_name(prefix.name + ".json")
+    write_json_atomic(json_path, record)
+    png = parity_plot(pred, prefix.with_name(prefix.name + "_parity.png"), metrics=metrics,
+                      title=f"{Path(args.model).name} on {', '.join(Path(d).name for d in args.data)}")
+    print(f"{metrics['n_frames']} frames, {metrics['n_atoms']} atoms")
+    print(f"energy  MAE {metrics['energy_mae_meV_per_atom']:.4g}  RMSE "
+          f"{metrics['energy_rmse_meV_per_atom']:.4g}  meV/atom")
+    if "force_mae_eV_per_A" in metrics:
+        print(f"force   MAE {metrics['force_mae_eV_per_A']:.4g}  RMSE {metrics['force_rmse_eV_per_A']:.4g}  eV/Å")
+    if "virial_mae_meV_per_atom" in metrics:
+        print(f"virial  MAE {metrics['virial_mae_meV_per_atom']:.4g}  RMSE "
+              f"{metrics['virial_rmse_meV_per_atom']:.4g}  meV/atom")
+    print(f"wrote {json_path} and {png}")
+    return 0
+
+
+def _export(args) -> int:
+    from mdval.deploy.model_file import export
+    from mdval.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    try:
+        state = load_checkpoint(args.checkpoint)
+        model = model_from_checkpoint(state)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        return _fail(error)
+    out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent.parent / "model.pt"
+    meta = {"optimizer": state.get("optimizer_name", "none"),
+            "training_data": state.get("training_data", {}),
+            "metrics": {},
+            "training": {"epochs": state.get("epoch"), "steps": state.get("step"),
+                         "checkpoint": str(args.checkpoint)}}
+    path = export(model, out, meta, compute_dtype=args.dtype)
+    print(path)
+    return 0

@@ -1,0 +1,392 @@
+"""The training loop: data, statistics, optimizer steps, validation, logs, checkpoints, export.
+
+Run folder ``<run.dir>/<run.name>/``::
+
+    config.toml           the resolved config (overrides applied)
+    splits.json           train/validation/test frame indices (seeded)
+    log.jsonl             one line per epoch: step, wall time (s), lr, train/val RMSE (energy
+                          meV/atom, force eV/Å), loss prefactors and the TAAFS/LAAF coefficients
+                          ({parameter name: values}), for plotting the activations' evolution
+    checkpoints/last.pt   every epoch and every ``checkpoint_every`` steps (atomic)
+    checkpoints/best.pt   best validation score so far
+    model.pt              the exported model (ABI v1) from the best checkpoint, with metadata
+    metrics.json          test (and validation) errors of model.pt, data description, timing
+
+Best score: sqrt(p_e,limit · RMSE_e² + p_f,limit · RMSE_f²) on the validation set (RMSE_e in
+eV/atom, RMSE_f in eV/Å), i.e. the loss at the end of the prefactor schedule.
+
+Exact resume: the batch order of epoch k is ``default_rng((seed, k)).permutation``, the step
+count, the optimizer state, the lr plan, the torch RNG state and the position inside the epoch
+are in the checkpoint, so a resumed run makes the same updates as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mdval.data.batch import make_batch, precompute_neighbors
+from mdval.data.neighbors import NeighborCache
+from mdval.deploy.evaluate import write_json_atomic
+from mdval.train.checkpoint import load_checkpoint, save_checkpoint
+from mdval.train.config import resolve_path, to_toml
+from mdval.train.loss import LRSchedule, compute_loss, loss_weights
+from mdval.train.optimizers import make_strategy
+from mdval.train.statistics import (
+    fit_energy_shift,
+    network_energies,
+    set_descriptor_statistics,
+    set_energy_shift,
+)
+
+#: Steps timed before the lr plan is fixed from the time budget (``schedule_by_time``).
+CALIBRATION_STEPS: int = 10
+
+
+def hash_paths(paths) -> str:
+    """sha256 over the bytes of the data files (a folder: its files in sorted order)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            with open(f, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def activation_coefficients(model) -> dict:
+    """{parameter name: values} of every TAAFS coefficient and LAAF slope (shared ones once)."""
+    return {name: p.detach().reshape(-1).tolist() for name, p in model.named_parameters()
+            if name.endswith("coeffs") or name.endswith("slope")}
+
+
+class Trainer:
+    """Train the model of a checked config (:func:`mdval.train.config.load_config`)."""
+
+    def __init__(self, cfg: dict, *, resume: bool = False, log=print):
+        self.cfg = cfg
+        self.resume = resume
+        self.log = log
+        run = cfg["run"]
+        self.name = run["name"] or Path(cfg["_path"]).stem
+        self.run_dir = Path(run["dir"]).expanduser() / self.name
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.seed = int(run["seed"])
+
+    # ------------------------------------------------------------------ data
+    def _data_paths(self) -> tuple[list[Path], list[Path]]:
+        data = self.cfg["data"]
+        train = [resolve_path(self.cfg, p) for p in data["train"] or []]
+        if data["generate"] is not None:
+            if len(train) != 1:
+                raise ValueError("data.generate needs exactly one data.train file to write to")
+            if not train[0].exists():
+                from mdval.data.generate import GenerateSettings, generate
+
+                gen = dict(data["generate"])
+                try:
+                    settings = GenerateSettings(**gen)
+                except TypeError as error:
+                    raise ValueError(f"data.generate: {error}; see mdval data generate --help") from None
+                self.log(f"generating {train[0]} ({settings.n_frames} frames, {settings.reference})")
+                generate(settings, train[0], progress=self.progress)
+        test = [resolve_path(self.cfg, p) for p in data["test"] or []]
+        for p in train + test:
+            if not p.exists():
+                raise FileNotFoundError(f"data file not found: {p} (data.train/data.test are read "
+                                        "relative to the config file, the current folder or the repo)")
+        return train, test
+
+    def _load_data(self) -> None:
+        from mdval.data.readers import read_many
+        from mdval.data.splits import load_splits, save_splits, split_frames
+
+        data = self.cfg["data"]
+        type_names = self.cfg["model"]["type_names"]
+        train_paths, test_paths = self._data_paths()
+        frames = read_many(train_paths, data["format"], type_names=type_names)
+        test_frames = read_many(test_paths, data["format"], type_names=type_names) if test_paths else []
+        fractions = list(data["fractions"])
+        if test_frames:  # separate test files: split the training files into train/validation
+            total = fractions[0] + fractions[1]
+            fractions = [fractions[0] / total, fractions[1] / total, 0.0]
+        splits_path = self.run_dir / "splits.json"
+        if self.resume and splits_path.exists():
+            splits = load_splits(splits_path)
+        else:
+            splits = split_frames(len(frames), fractions, int(data["split_seed"]))
+            save_splits(splits_path, splits, seed=int(data["split_seed"]), fractions=fractions,
+                        data={"train": [str(p) for p in train_paths], "test": [str(p) for p in test_paths]})
+        self.train_frames = [frames[i] for i in splits["train"]]
+        self.val_frames = [frames[i] for i in splits["validation"]]
+        self.test_frames = test_frames or [frames[i] for i in splits["test"]]
+        if not self.train_frames:
+            raise ValueError(f"no training frames after the split {fractions} of {len(frames)} frames; "
+                             "add data or raise data.fractions[0]")
+        self.training_data = {
+            "name": data["name"] or "+".join(p.stem for p in train_paths),
+            "files": [str(p) for p in train_paths + test_paths],
+            "sha256": hash_paths(train_paths + test_paths),
+            "n_train": len(self.train_frames), "n_val": len(self.val_frames),
+            "n_test": len(self.test_frames),
+        }
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        from mdval.nn import build_model
+
+        tr = self.cfg["training"]
+        self.progress = bool(tr["progress"])
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        last = self.ckpt_dir / "last.pt"
+        state = None
+        if self.resume:
+            state = load_checkpoint(last)  # FileNotFoundError names the path
+        elif last.exists():
+            raise ValueError(f"{self.run_dir} already holds a run; continue it with --resume, or "
+                             "choose another run.name (or delete the folder)")
+        self._load_data()
+        model_cfg = {"seed": self.seed, **self.cfg["model"]}
+        self.model = build_model(model_cfg)
+        self.cache = NeighborCache()
+        self.log(f"neighbour lists for {len(self.train_frames) + len(self.val_frames)} frames "
+                 f"(cutoff {self.model.cutoff} Å)")
+        precompute_neighbors(self.train_frames + self.val_frames, self.model.cutoff, self.cache)
+        self.batch_size = int(tr["batch_size"])
+        self.steps_per_epoch = math.ceil(len(self.train_frames) / self.batch_size)
+        lr = self.cfg["learning_rate"]
+        planned = int(lr["stop_steps"]) or int(tr["epochs"]) * self.steps_per_epoch
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.elapsed_s = 0.0
+        self.best_metric, self.best_epoch = math.inf, -1
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            planned = int(state["stop_steps"])
+            self.step, self.epoch = int(state["step"]), int(state["epoch"])
+            self.batch_in_epoch = int(state["batch_in_epoch"])
+            self.elapsed_s = float(state["elapsed_s"])
+            self.best_metric, self.best_epoch = float(state["best_metric"]), int(state["best_epoch"])
+            torch.set_rng_state(state["rng_torch"])
+        else:
+            stats = set_descriptor_statistics(self.model, self.train_frames, neighbor_cache=self.cache,
+                                              n_frames=int(self.cfg["data"]["stat_frames"]), seed=self.seed)
+            baseline = network_energies(self.model, self.train_frames, neighbor_cache=self.cache)
+            shift = fit_energy_shift(self.train_frames, self.model.type_names, baseline)
+            set_energy_shift(self.model, shift)
+            self.log("energy shift (eV/atom, over the untrained network): "
+                     + ", ".join(f"{t} {v:.6f}" for t, v in zip(self.model.type_names, shift)))
+            self.stats = stats
+            torch.manual_seed(self.seed)
+            (self.run_dir / "config.toml").write_text(to_toml(self.cfg))
+        self.calibrated = state is not None or not (tr["schedule_by_time"] and tr["max_time_min"] > 0)
+        self.schedule = LRSchedule(float(lr["start_lr"]), float(lr["stop_lr"]), max(planned, 1),
+                                   int(lr["decay_steps"]))
+        opt = dict(self.cfg["optimizer"])
+        self.optimizer_name = str(opt.get("name", "adam")).lower()
+        self.strategy = make_strategy(self.optimizer_name, self.model, opt, self.schedule)
+        if state is not None:
+            self.strategy.load_state_dict(state["strategy"])
+            self.log(f"resumed {self.run_dir} at epoch {self.epoch}, step {self.step}")
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict:
+        return {
+            "model_config": self.model.config(), "model": self.model.state_dict(),
+            "strategy": self.strategy.state_dict(), "optimizer_name": self.optimizer_name,
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+            "stop_steps": self.schedule.stop_steps, "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch, "elapsed_s": self.elapsed_s,
+            "rng_torch": torch.get_rng_state(), "training_data": self.training_data,
+            "config": {k: v for k, v in self.cfg.items() if not k.startswith("_")},
+        }
+
+    def _checkpoint(self, best: bool = False) -> None:
+        state = self._state()
+        save_checkpoint(self.ckpt_dir / "last.pt", state)
+        if best:
+            save_checkpoint(self.ckpt_dir / "best.pt", state)
+
+    # ------------------------------------------------------------------ validation
+    def _evaluate(self, frames) -> dict:
+        from mdval.deploy.evaluate import error_metrics, predict_frames
+
+        pred = predict_frames(self.model, frames, self.model.type_names, self.model.cutoff,
+                              batch_size=int(self.cfg["training"]["val_batch_size"]),
+                              neighbor_cache=self.cache)
+        return error_metrics(pred)
+
+    def _score(self, m: dict) -> float:
+        loss = self.cfg["loss"]
+        e = m["energy_rmse_meV_per_atom"] * 1e-3
+        f = m.get("force_rmse_eV_per_A", 0.0)
+        return math.sqrt(loss["limit_pref_e"] * e * e + loss["limit_pref_f"] * f * f)
+
+    # ------------------------------------------------------------------ loop
+    def _calibrate(self, t_train_start: float) -> None:
+        """Fix the lr plan so that stop_lr is reached at the end of the time budget."""
+        budget_s = 60.0 * float(self.cfg["training"]["max_time_min"])
+        per_step = (time.perf_counter() - t_train_start) / max(self.step - self._step0, 1)
+        steps = int(0.9 * budget_s / per_step)  # leave time for validation
+        steps = max(min(steps, int(self.cfg["training"]["epochs"]) * self.steps_per_epoch), self.step + 1)
+        self.schedule = LRSchedule(self.schedule.start_lr, self.schedule.stop_lr, steps,
+                                   self.schedule.decay_steps)
+        self.strategy.schedule = self.schedule
+        self.calibrated = True
+        self.log(f"lr plan from the time budget: {steps} steps ({per_step * 1e3:.0f} ms/step)")
+
+    def _epoch(self, t0: float, budget_s: float) -> tuple[dict, bool]:
+        """One epoch (or its remainder); returns (train metrics, stopped by the time budget)."""
+        tr = self.cfg["training"]
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.train_frames))
+        sums = {"loss": 0.0, "se_e": 0.0, "se_f": 0.0, "n": 0}
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch,
+                       desc=f"epoch {self.epoch + 1}/{tr['epochs']}", unit="batch", file=sys.stderr,
+                       leave=False, dynamic_ncols=True)
+        stopped = False
+        every = int(tr["checkpoint_every"])
+        try:
+            while self.batch_in_epoch < self.steps_per_epoch:
+                b = self.batch_in_epoch
+                idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+                batch = make_batch([self.train_frames[i] for i in idx], self.model.type_names,
+                                   self.model.cutoff, self.cache)
+                weights = loss_weights(self.cfg["loss"], self.schedule, self.step)
+                out = self.strategy.step(self.model, batch, weights, self.step)
+                if not math.isfinite(out.get("loss", 0.0)):
+                    raise ValueError(f"the loss became {out.get('loss')} at step {self.step}; lower "
+                                     "learning_rate.start_lr or set optimizer.clip_grad_norm")
+                self.step += 1
+                self.batch_in_epoch += 1
+                self.elapsed_s = self._elapsed0 + time.perf_counter() - t0
+                sums["loss"] += out.get("loss", 0.0)
+                sums["se_e"] += out.get("rmse_e", out.get("energy_mae", 0.0)) ** 2
+                sums["se_f"] += out.get("rmse_f", out.get("force_mae", 0.0)) ** 2
+                sums["n"] += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{out.get('loss', 0):.3g}",
+                                    e_meV=f"{1e3 * math.sqrt(sums['se_e'] / sums['n']):.3g}",
+                                    f=f"{math.sqrt(sums['se_f'] / sums['n']):.3g}",
+                                    lr=f"{out.get('lr', float('nan')):.2g}")
+                if not self.calibrated and self.step - self._step0 >= CALIBRATION_STEPS:
+                    self._calibrate(t0)
+                if every and self.step % every == 0 and self.batch_in_epoch < self.steps_per_epoch:
+                    self._checkpoint()
+                if budget_s and self.elapsed_s >= budget_s:
+                    stopped = True
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        n = max(sums["n"], 1)
+        train = {"loss": sums["loss"] / n, "rmse_e_meV_per_atom": 1e3 * math.sqrt(sums["se_e"] / n),
+                 "rmse_f_eV_per_A": math.sqrt(sums["se_f"] / n)}
+        return train, stopped
+
+    def _append_log(self, record: dict) -> None:
+        with open(self.run_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _trim_log(self) -> None:
+        """On resume, drop log lines of epochs after the checkpoint (they will be redone)."""
+        path = self.run_dir / "log.jsonl"
+        if not path.exists():
+            return
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        keep = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= self.epoch]
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+    def train(self) -> dict:
+        """Run (or continue) training, then export; returns the final metrics dict."""
+        self.progress = bool(self.cfg["training"]["progress"])
+        self._setup()
+        tr = self.cfg["training"]
+        budget_s = 60.0 * float(tr["max_time_min"])
+        patience = int(tr["early_stopping_patience"])
+        if self.resume:
+            self._trim_log()
+        self._elapsed0, self._step0 = self.elapsed_s, self.step
+        t0 = time.perf_counter()
+        reason = "epochs"
+        while self.epoch < int(tr["epochs"]):
+            if budget_s and self.elapsed_s >= budget_s:
+                reason = "time budget"
+                break
+            train, stopped = self._epoch(t0, budget_s)
+            if stopped and self.batch_in_epoch < self.steps_per_epoch:
+                self._checkpoint()
+                reason = "time budget"
+                break
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            val = self._evaluate(self.val_frames) if self.val_frames else {}
+            score = self._score(val) if val else train["loss"]
+            best = score < self.best_metric
+            if best:
+                self.best_metric, self.best_epoch = score, self.epoch
+            w = loss_weights(self.cfg["loss"], self.schedule, self.step)
+            record = {"epoch": self.epoch, "step": self.step, "time_s": round(self.elapsed_s, 3),
+                      "lr": self.schedule(self.step), "pref_e": w.energy, "pref_f": w.forces,
+                      "pref_v": w.virial, "train": train, "val": val, "val_score": score,
+                      "activation_coefficients": activation_coefficients(self.model)}
+            self._append_log(record)
+            self._checkpoint(best=best)
+            vtxt = (f"val E {val['energy_rmse_meV_per_atom']:.3g} meV/atom, F "
+                    f"{val.get('force_rmse_eV_per_A', float('nan')):.4g} eV/Å" if val else "no val")
+            self.log(f"epoch {self.epoch}: step {self.step}, {self.elapsed_s:.0f} s, lr "
+                     f"{record['lr']:.2e}, train loss {train['loss']:.4g}; {vtxt}{' *' if best else ''}")
+            if patience and self.epoch - self.best_epoch >= patience:
+                reason = "early stopping"
+                break
+            if stopped:
+                reason = "time budget"
+                break
+        return self.finish(reason)
+
+    # ------------------------------------------------------------------ export
+    def finish(self, reason: str) -> dict:
+        """Load the best weights, evaluate on the test set, export model.pt, write metrics.json."""
+        from mdval.deploy.model_file import export
+
+        best = self.ckpt_dir / "best.pt"
+        if best.exists():
+            self.model.load_state_dict(load_checkpoint(best)["model"])
+        precompute_neighbors(self.test_frames, self.model.cutoff, self.cache)
+        test = self._evaluate(self.test_frames) if self.test_frames else {}
+        val = self._evaluate(self.val_frames) if self.val_frames else {}
+        metrics = {"test": test, "validation": val}
+        meta = {"optimizer": self.optimizer_name, "training_data": self.training_data,
+                "metrics": {"split": "test", **test},
+                "training": {"epochs": self.epoch, "steps": self.step, "best_epoch": self.best_epoch,
+                             "wall_time_s": round(self.elapsed_s, 1), "stopped_by": reason,
+                             "seed": self.seed}}
+        model_path = export(self.model, self.run_dir / "model.pt", meta)
+        summary = {"run": self.name, "model": str(model_path), "stopped_by": reason,
+                   "epochs": self.epoch, "steps": self.step, "best_epoch": self.best_epoch,
+                   "wall_time_s": round(self.elapsed_s, 1), "optimizer": self.optimizer_name,
+                   "activation": self.model.config().get("activation"),
+                   "training_data": self.training_data, **metrics}
+        write_json_atomic(self.run_dir / "metrics.json", summary)
+        if test:
+            self.log(f"test: energy RMSE {test['energy_rmse_meV_per_atom']:.3g} meV/atom, MAE "
+                     f"{test['energy_mae_meV_per_atom']:.3g}; force RMSE "
+                     f"{test.get('force_rmse_eV_per_A', float('nan')):.4g} eV/Å, MAE "
+                     f"{test.get('force_mae_eV_per_A', float('nan')):.4g}")
+        self.log(f"wrote {model_path} ({reason})")
+        return summary
