@@ -7,7 +7,12 @@ import importlib
 import sys
 
 # Modules that expose ``register(subparsers)``; each adds its sub-commands.
-COMMAND_MODULES: tuple[str, ...] = ("mdval.data.commands",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "mdval.data.commands",
+    "mdval.deploy.lammps_commands",
+    "mdval.train.commands",
+    "mdval.md.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        # User mistakes (bad config, bad data, bad model file) get one clear line, no traceback.
+        print(f"mdval: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mdval: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
