@@ -186,6 +186,29 @@ def test_short_training_run_loss_falls(tmp_path, data_dir):
     assert summary["test"]["force_rmse_eV_per_A"] > 0
 
 
+def test_energy_shift_is_refit_each_epoch(tmp_path, data_dir):
+    """After training, the least-squares normal equations hold on the training frames:
+    sum_f n_f (E_f - E_hat_f) = 0 for one element (they fail without the per-epoch refit,
+    because force-dominated training moves the energy baseline)."""
+    from mdval.deploy.evaluate import predict_frames
+
+    for refit in (True, False):
+        folder = tmp_path / str(refit)
+        folder.mkdir()
+        cfg = _cfg(folder, data_dir, ["data.stat_frames=1000"],
+                   training={"epochs": 2, "refit_energy_shift": refit})
+        trainer, _ = _train(cfg)
+        frames = trainer.train_frames
+        pred = predict_frames(trainer.model, frames, trainer.model.type_names, trainer.model.cutoff)
+        n_atoms = np.array([f.n_atoms for f in frames], dtype=float)
+        residual = n_atoms * (np.asarray(pred.energy_label) - np.asarray(pred.energy_pred))  # eV
+        normal = abs(float(n_atoms @ residual)) / float(n_atoms @ n_atoms)  # eV/atom
+        if refit:
+            assert normal < 1e-9, normal
+        else:
+            assert normal > 1e-6, normal
+
+
 def test_taafs_coefficients_are_logged(tmp_path, data_dir):
     cfg = _cfg(tmp_path, data_dir, training={"epochs": 1},
                model={"activation": "taafs:basis=chebyshev1,degree=3,scope=layer"})

@@ -61,6 +61,10 @@ SCHEMA: dict[str, dict] = {
         "progress": True,
         "val_batch_size": 8,
         "schedule_by_time": False,
+        # Refit the per-element energy shifts by least squares on the training residuals after
+        # every epoch (the fitting nets have no output bias, so this is how the energy baseline
+        # follows the network; DeePMD-kit's change-bias idea).
+        "refit_energy_shift": True,
     },
 }
 

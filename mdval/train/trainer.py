@@ -217,6 +217,20 @@ class Trainer:
             save_checkpoint(self.ckpt_dir / "best.pt", state)
 
     # ------------------------------------------------------------------ validation
+    def _refit_energy_shift(self) -> None:
+        """Least-squares per-element energy shifts on the current network's residuals.
+
+        Uses the same deterministic subset of up to ``stat_frames`` training frames every epoch
+        (energies only, no forces), so it is cheap and an interrupted run resumes exactly.
+        """
+        frames = self.train_frames
+        n = int(self.cfg["data"]["stat_frames"])
+        if 0 < n < len(frames):
+            pick = np.sort(np.random.default_rng(self.seed).choice(len(frames), n, replace=False))
+            frames = [frames[i] for i in pick]
+        baseline = network_energies(self.model, frames, neighbor_cache=self.cache)
+        set_energy_shift(self.model, fit_energy_shift(frames, self.model.type_names, baseline))
+
     def _evaluate(self, frames) -> dict:
         from mdval.deploy.evaluate import error_metrics, predict_frames
 
@@ -335,6 +349,8 @@ class Trainer:
                 break
             self.epoch += 1
             self.batch_in_epoch = 0
+            if tr["refit_energy_shift"]:
+                self._refit_energy_shift()
             val = self._evaluate(self.val_frames) if self.val_frames else {}
             score = self._score(val) if val else train["loss"]
             best = score < self.best_metric
