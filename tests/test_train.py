@@ -54,7 +54,10 @@ def write_config(folder: Path, data: str = "cu.xyz", **sections) -> Path:
         "training": {"epochs": 3, "batch_size": 2, "progress": False},
     }
     for name, table in sections.items():
-        tables.setdefault(name, {}).update(table)
+        if name == "optimizer":  # each optimizer has its own options: replace, don't merge
+            tables[name] = dict(table)
+        else:
+            tables.setdefault(name, {}).update(table)
     from mdval.train.config import to_toml
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -236,6 +239,38 @@ def test_resume_is_exact(tmp_path, data_dir):
     for k in state_a:
         assert torch.equal(state_a[k]["exp_avg"], state_b[k]["exp_avg"])
         assert float(state_a[k]["step"]) == float(state_b[k]["step"]) == last_a["step"]
+
+
+def _tensors_equal(a, b, where=""):
+    """Recursively compare two checkpoint trees of tensors and plain values, bitwise."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _tensors_equal(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _tensors_equal(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("optimizer", ["rlekf", "ekf"])
+def test_kalman_resume_is_exact(tmp_path, data_dir, optimizer):
+    """Kalman filters: 2 epochs straight vs 1 + resume give bitwise-equal weights, P and lambda."""
+    opts = {"name": optimizer, "verbose": False}
+    model = {"embedding": [4, 8], "fitting": [8], "axis_neuron": 2,
+             "activation": "taafs:basis=chebyshev1,degree=3,scope=layer"}
+    _train(_cfg(tmp_path / "a", data_dir, training={"epochs": 2}, optimizer=opts, model=model))
+    _train(_cfg(tmp_path / "b", data_dir, training={"epochs": 1}, optimizer=opts, model=model))
+    _train(_cfg(tmp_path / "b", data_dir, training={"epochs": 2}, optimizer=opts, model=model), resume=True)
+    last_a = torch.load(tmp_path / "a/runs/t/checkpoints/last.pt", weights_only=True)
+    last_b = torch.load(tmp_path / "b/runs/t/checkpoints/last.pt", weights_only=True)
+    assert last_a["step"] == last_b["step"] > 0
+    _tensors_equal(last_a["model"], last_b["model"], "model")
+    _tensors_equal(last_a["strategy"], last_b["strategy"], "strategy")
 
 
 def test_kill_and_resume_continues_from_checkpoint(tmp_path, data_dir):
