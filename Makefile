@@ -36,3 +36,14 @@ models: install
 
 clean:
 	rm -rf $(VENV) build pair_style/build
+
+# Benchmarks (issue 9): every script in benchmarks/ in turn, each writing benchmarks/results/*.json|md
+# and appending to benchmarks/RESULTS.md. Long (about an hour on 2 cores); not part of `make test`.
+# DeePMD-kit (the peer) gets its own virtualenv, benchmarks/.venv-deepmd (not in git).
+# `make bench BENCH_ARGS=--quick` is a smoke run of every script.
+DEEPMD_VENV := benchmarks/.venv-deepmd
+.PHONY: bench
+bench: install plugin
+	@test -x $(DEEPMD_VENV)/bin/dp || { $(PYTHON) -m venv $(DEEPMD_VENV) && \
+		$(DEEPMD_VENV)/bin/pip install --quiet 'deepmd-kit[cpu,lmp]==3.2.0'; }
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)

@@ -13,6 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mdval.train.fisher_commands",
     "mdval.train.commands",
     "mdval.md.commands",
+    "mdval.report.commands",
 )
 
 
