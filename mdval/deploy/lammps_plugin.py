@@ -21,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 
 PLUGIN_NAME = "taafsplugin.so"
+#: The implementation the registration shim opens with RTLD_DEEPBIND (see taafs_plugin.cpp).
+IMPL_NAME = "taafs_impl.so"
 _BUILD_ROOT = Path(__file__).resolve().parent / "build"  # gitignored (build/)
 STAMP_NAME = "taafsplugin.json"  # build record: versions and source hash, next to the .so
 
@@ -75,7 +77,7 @@ def read_stamp() -> dict | None:
 def is_up_to_date(src: Path | None = None) -> bool:
     src = src or source_dir()
     stamp = read_stamp()
-    if not plugin_path().exists() or stamp is None:
+    if not plugin_path().exists() or not (Path(plugin_dir()) / IMPL_NAME).exists() or stamp is None:
         return False
     want = _fingerprint(src)
     return all(stamp.get(k) == v for k, v in want.items())

@@ -344,3 +344,12 @@ double PairTaafs::init_one(int /*i*/, int /*j*/)
 {
   return cutoff_;
 }
+
+/* ----------------------------------------------------------------------
+   Entry point of taafs_impl.so, called by the registration shim (taafs_plugin.cpp).
+------------------------------------------------------------------------- */
+
+extern "C" __attribute__((visibility("default"))) void *taafs_create(void *lmp)
+{
+  return new PairTaafs(static_cast<LAMMPS *>(lmp));
+}
