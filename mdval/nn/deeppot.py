@@ -21,7 +21,7 @@ the embedding input shifts only G, never the row, so this holds after normalisat
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -43,6 +43,14 @@ DEEPPOT_DEFAULTS: dict = {
     "fitting_activation": None,
     "seed": 0,
 }
+
+
+def environment_rows(edge_vectors: torch.Tensor, cutoff_smooth: float, cutoff: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """s(r) = sw(r)/r (1/Å) and the raw environment rows (s, s x/r, s y/r, s z/r) of each edge."""
+    r = torch.linalg.vector_norm(edge_vectors, dim=1)
+    s = smooth_switch(r, cutoff_smooth, cutoff) / r
+    rows = torch.cat([s.unsqueeze(1), (s / r).unsqueeze(1) * edge_vectors], dim=1)
+    return s, rows
 
 
 class DeepPotSE(AtomisticModel):
@@ -106,10 +114,7 @@ class DeepPotSE(AtomisticModel):
     @torch.jit.unused
     def environment(self, edge_index: torch.Tensor, edge_vectors: torch.Tensor, species: torch.Tensor):
         """Raw s(r) and environment rows (s, s x/r, s y/r, s z/r) per edge, for statistics."""
-        r = torch.linalg.vector_norm(edge_vectors, dim=1)
-        s = smooth_switch(r, self.cutoff_smooth, self.cutoff) / r
-        rows = torch.cat([s.unsqueeze(1), (s / r).unsqueeze(1) * edge_vectors], dim=1)
-        return s, rows
+        return environment_rows(edge_vectors, self.cutoff_smooth, self.cutoff)
 
     def forward(
         self,
@@ -121,10 +126,8 @@ class DeepPotSE(AtomisticModel):
         check_species(species, self.n_types)
         centers = edge_index[0]
         neighbors = edge_index[1]
-        r = torch.linalg.vector_norm(edge_vectors, dim=1)
-        s = smooth_switch(r, self.cutoff_smooth, self.cutoff) / r
+        s, rows = environment_rows(edge_vectors, self.cutoff_smooth, self.cutoff)
         center_species = species[centers]
-        rows = torch.cat([s.unsqueeze(1), (s / r).unsqueeze(1) * edge_vectors], dim=1)
         rows = rows / self.row_std[center_species]
         s_in = ((s - self.s_mean[center_species]) / self.s_std[center_species]).unsqueeze(1)
 
