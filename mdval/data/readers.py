@@ -5,13 +5,19 @@ format             files                                       through
 =================  ==========================================  ==============================
 ``extxyz``         ``*.xyz``, ``*.extxyz``                      ase.io (energy/forces/stress)
 any ASE format     ``*.traj``, ``vasprun.xml``, ...            ase.io.read(index=":")
-``deepmd/npy``     a directory with ``type.raw`` + ``set.*/``  dpdata.LabeledSystem
-``deepmd/raw``     a directory with ``type.raw`` + ``*.raw``   dpdata.LabeledSystem
-``vasp/outcar``    ``OUTCAR``                                  dpdata.LabeledSystem
-``cp2k/output``    CP2K output                                 dpdata.LabeledSystem
-``qe/pw/scf``      Quantum ESPRESSO pw.x output                dpdata.LabeledSystem
+``deepmd/npy``     a directory with ``type.raw`` + ``set.*/``  dpdata
+``deepmd/raw``     a directory with ``type.raw`` + ``*.raw``   dpdata
+``vasp/outcar``    ``OUTCAR``                                  dpdata
+``cp2k/output``    CP2K output                                 dpdata (+ CP2K >= 8.1 stress)
+``qe/pw/scf``      Quantum ESPRESSO pw.x output + its input    dpdata
 ``mlearn``         mlearn JSON (``data/mlearn/*/*.json``)      :mod:`mdval.data.mlearn`
 =================  ==========================================  ==============================
+
+Frames read through dpdata keep the file's axes (dpdata's rotation to a lower-triangular cell
+is not applied). ``qe/pw/scf`` takes the cell and positions from the pw.x input next to the
+output (the output's name with ``out`` replaced by ``in``); without a format, a pw.x output is
+left to ASE (``espresso-out``, from the output alone), and a CP2K output needs
+``format="cp2k/output"``.
 
 Every frame is validated (:func:`~mdval.data.frames.validate_frame`): NaN or inf labels, a
 frame without forces and an empty file raise ValueError naming the file and frame index.
@@ -19,6 +25,7 @@ frame without forces and an empty file raise ValueError naming the file and fram
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,13 +124,30 @@ def _read_ase(path: Path, fmt: str | None) -> list[Frame]:
     return frames
 
 
+#: dpdata formats whose virials dpdata builds as (printed stress) × det(cell): the sign of det
+#: must be removed for a left-handed cell (W = σ_printed · |V|).
+_DPDATA_STRESS_TIMES_DET = ("vasp/outcar", "cp2k/output", "qe/pw/scf")
+
+
 def _read_dpdata(path: Path, fmt: str) -> list[Frame]:
-    """Frames through dpdata.LabeledSystem; dpdata's ``virials`` are already W = -σV in eV."""
+    """Frames through dpdata's format reader; dpdata's ``virials`` are W = -σV in eV.
+
+    Frames are kept as written in the file: dpdata's ``LabeledSystem(file, fmt)`` rotates VASP
+    and QE frames into a lower-triangular cell (its ``rot_lower_triangular`` post-step), which
+    turns positions, forces and the virial away from the file's axes, so the format's reader is
+    called without that step. A left-handed cell gets its virial sign corrected, and a CP2K
+    >= 8.1 stress block (``STRESS| Analytical stress tensor``), which dpdata 1.1 does not read,
+    is read here."""
     import dpdata
+    from dpdata.system import load_format
 
     source = str(path)
     try:
-        system = dpdata.LabeledSystem(source, fmt=fmt)
+        data = load_format(fmt).from_labeled_system(source)
+        # What LabeledSystem.from_fmt_obj does, minus the format's post-processing functions.
+        system = dpdata.LabeledSystem()
+        system.data = {**system.data, **data}
+        system.check_data()
     except Exception as error:  # dpdata raises many kinds; report them in our words
         raise ValueError(f"{source}: dpdata could not read this as {fmt}: {error}") from error
     data = system.data
@@ -131,9 +155,14 @@ def _read_dpdata(path: Path, fmt: str) -> list[Frame]:
     symbols = [names[t] for t in data["atom_types"]]
     nopbc = bool(data.get("nopbc", False))
     n_frames = len(data.get("coords", []))
+    virials = data.get("virials")
+    if virials is None and fmt == "cp2k/output" and n_frames == 1:
+        virials = _cp2k_analytical_stress_virial(path, data["cells"][0])
+    if virials is not None and fmt in _DPDATA_STRESS_TIMES_DET:
+        signs = np.sign(np.linalg.det(np.asarray(data["cells"], dtype=np.float64).reshape(-1, 3, 3)))
+        virials = np.asarray(virials, dtype=np.float64).reshape(-1, 3, 3) * signs[:, None, None]
     frames = []
     for index in range(n_frames):
-        virials = data.get("virials")
         frames.append(
             Frame(
                 symbols=symbols,
@@ -149,6 +178,54 @@ def _read_dpdata(path: Path, fmt: str) -> list[Frame]:
             )
         )
     return frames
+
+
+#: Units of CP2K's printed stress tensor, in GPa.
+_CP2K_STRESS_UNITS_GPA = {"GPa": 1.0, "bar": 1e-4}
+_CP2K_STRESS_HEADER = re.compile(r"^\s*STRESS\|\s+(?:Analytical|Numerical) stress tensor \[(\S+)\]")
+
+
+def _cp2k_analytical_stress_virial(path: Path, cell) -> np.ndarray | None:
+    """W [1, 3, 3] (eV) from the last ``STRESS| Analytical (or Numerical) stress tensor [unit]``
+    block of a CP2K >= 8.1 output, or None if there is none. CP2K prints pv_virial / V
+    (virial_methods.F), positive when compressed, so W = +σ_printed · V, as dpdata does for the
+    older ``STRESS TENSOR [GPa]`` block."""
+    from dpdata.unit import PressureConversion
+
+    lines = path.read_text(errors="replace").splitlines()
+    found = None
+    for number, line in enumerate(lines):
+        match = _CP2K_STRESS_HEADER.match(line)
+        if match:
+            found = (number, match.group(1))
+    if found is None:
+        return None
+    number, unit = found
+    if unit not in _CP2K_STRESS_UNITS_GPA:
+        raise ValueError(
+            f"{path}: CP2K stress tensor in [{unit}] at line {number + 1}; "
+            f"only {sorted(_CP2K_STRESS_UNITS_GPA)} are read"
+        )
+    rows = []
+    for offset, axis in zip((2, 3, 4), "xyz"):
+        line = lines[number + offset] if number + offset < len(lines) else ""
+        fields = line.split()
+        row = None
+        if fields[:2] == ["STRESS|", axis] and len(fields) >= 5:
+            try:
+                row = [float(x) for x in fields[2:5]]
+            except ValueError:
+                pass
+        if row is None:
+            raise ValueError(
+                f"{path}: line {number + offset + 1} should be the {axis} row of the CP2K stress tensor "
+                f"('STRESS| {axis}' and 3 numbers), got {line.strip()!r}"
+            )
+        rows.append(row)
+    stress_gpa = np.array(rows) * _CP2K_STRESS_UNITS_GPA[unit]
+    ev_per_a3_in_gpa = PressureConversion("eV/angstrom^3", "GPa").value()
+    volume = float(np.linalg.det(np.asarray(cell, dtype=np.float64).reshape(3, 3)))  # signed, like dpdata's
+    return (stress_gpa / ev_per_a3_in_gpa * volume)[None]
 
 
 def read_many(paths, format: str | None = None, **kwargs) -> list[Frame]:
