@@ -3,7 +3,10 @@
 - MD: LAMMPS ``pair_style taafs`` µs/atom/step, fcc Cu 864 atoms, 1 rank, 1 thread, 300 K NVE,
   with the peer-size DeepPot-SE (embedding [25, 50, 100], axis 16, fitting [240, 240, 240],
   rcut 6 Å; untrained weights, which do not change the cost), per-layer TAAFS of default size.
-  Exported models run TAAFS in serving mode (exact value and first derivative only).
+  Exported models run TAAFS in serving mode (exact value and first derivative only). Each model
+  runs twice: as exported ('exact') and after ``mdval compress`` ('compressed': embedding nets
+  replaced by quintic Hermite tables, mdval/nn/tabulated.py), so that the activation's cost is
+  left only in the fitting net.
 - Training: seconds per epoch of ``mdval train`` (Adam, batch 2, float64) on a fixed 40-frame
   subset of the EMT-Cu data (32 training frames = 16 steps per epoch, plus validation), with the
   model of the project's Cu configs (models/configs/cu_emt_*.toml: embedding [16, 32], fitting
@@ -120,8 +123,11 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--families", nargs="+", default=None, help="subset of " + " ".join(common.ACTIVATIONS))
     parser.add_argument("--skip-md", action="store_true")
-    parser.add_argument("--md-env", choices=["plain", "tuned", "both"], default="both",
+    parser.add_argument("--md-env", choices=["plain", "tuned", "both"], default="tuned",
                         help="lmp as installed, and/or with common.tuned_env() (torch's BLAS first, malloc)")
+    parser.add_argument("--md-models", nargs="+", choices=["exact", "compressed"],
+                        default=["exact", "compressed"],
+                        help="serve the exported model as is, and/or after mdval compress")
     parser.add_argument("--skip-train", action="store_true")
     args = parser.parse_args(argv)
     acts = dict(common.ACTIVATIONS)
@@ -141,13 +147,15 @@ def main(argv=None) -> int:
         subjects = {}
         envs = ["plain", "tuned"] if args.md_env == "both" else [args.md_env]
         for label, spec in acts.items():
-            model = common.export_model({**common.PEER_MODEL, "activation": spec}, work / f"md_{label}.pt")
-            script = common.cu_script(f"pair_style taafs threads 1\npair_coeff * * {model} Cu", cells,
-                                      args.md_steps, warmup=1)
-            for env in envs:
-                subjects[f"{label} [{env}]"] = (
-                    lambda s=script, d=work / f"md_{label}_{env}", e=env:
-                    common.lmp_per_step(s, d, args.atoms, env=common.tuned_env() if e == "tuned" else None))
+            exact = common.export_model({**common.PEER_MODEL, "activation": spec}, work / f"md_{label}.pt")
+            for kind in args.md_models:
+                model = exact if kind == "exact" else common.compressed_model(exact)
+                script = common.cu_script(f"pair_style taafs threads 1\npair_coeff * * {model} Cu", cells,
+                                          args.md_steps, warmup=1)
+                for env in envs:
+                    subjects[f"{label} [{kind} {env}]"] = (
+                        lambda s=script, d=work / f"md_{label}_{kind}_{env}", e=env:
+                        common.lmp_per_step(s, d, args.atoms, env=common.tuned_env() if e == "tuned" else None))
         print("MD, LAMMPS:", flush=True)
         samples, errs = common.interleaved(subjects, args.repeats)
         errors.update({f"md {k}": v for k, v in errs.items()})
@@ -207,7 +215,7 @@ def markdown(rep: dict) -> str:
              f"weights, per-layer TAAFS in serving mode. Training: mdval train, Adam, {ts['frames']}-frame EMT-Cu "
              f"subset, {ts['model']}, 1 thread, median s/epoch over epochs 2–{ts['epochs']}. All subjects "
              f"interleaved, medians of {rep['repeats']} rounds.", "",
-             "| activation | MD env | MD µs/atom/step | MD vs tanh | MD CPU µs/atom/step | MD CPU vs tanh | MD target | "
+             "| activation | MD model, env | MD µs/atom/step | MD vs tanh | MD CPU µs/atom/step | MD CPU vs tanh | MD target | "
              "train s/epoch | train vs tanh | train CPU s (run) vs tanh | paper (train) | spread MD / train |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     envs = sorted({k[k.index("[") + 1:-1] for k in rep["md"]}) or ["plain"]
@@ -226,7 +234,9 @@ def markdown(rep: dict) -> str:
                          f"{common.fmt(m.get('cpu_vs_tanh'))}×{ok_cpu} | {'≤ ' + str(tgt) + '×' if tgt else ''} | "
                          f"{train_cells} | {common.fmt(m.get('spread'), 2)} / "
                          f"{common.fmt(t.get('spread'), 2) if i == 0 else ''} |")
-    lines += ["", "MD env 'plain': lmp as installed; 'tuned': with LD_PRELOAD of torch's libtorch_cpu.so (so "
+    lines += ["", "MD model 'exact': the exported model; 'compressed': the same model after `mdval compress` "
+              "(embedding nets tabulated; energies and forces agree with 'exact' to ~1e-9 relative). Targets "
+              "are checked for both.", "", "MD env 'plain': lmp as installed; 'tuned': with LD_PRELOAD of torch's libtorch_cpu.so (so "
               "torch's matrix products use MKL, not the reference BLAS that liblammps.so exports) and glibc "
               "malloc kept from unmapping freed blocks (benchmarks/common.py: tuned_env).",
               "", "MD µs/atom/step is wall time; 'CPU' is wall × LAMMPS' 'CPU use' (time on a core of its own, "

@@ -299,6 +299,17 @@ def export_model(config: dict, path: Path, note: str = "untrained weights (speed
     return path
 
 
+def compressed_model(path: Path) -> Path:
+    """``mdval compress`` of the model file ``path`` (once), next to it as NAME_compressed.pt."""
+    path = Path(path)
+    out = path.with_name(path.stem + "_compressed.pt")
+    if not out.exists():
+        from mdval.deploy.compress import compress_file
+
+        compress_file(path, out)
+    return out
+
+
 def append_markdown_file(md_path: Path, note: str = "") -> None:
     """Append a results/*.md written by a script that does not use write_results (e.g.
     bench_optimizers.py, bench_lammps.py) to RESULTS.md as a section."""

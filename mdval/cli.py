@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "mdval.data.commands",
     "mdval.deploy.lammps_commands",
+    "mdval.deploy.compress",
     "mdval.train.fisher_commands",
     "mdval.train.commands",
     "mdval.md.commands",

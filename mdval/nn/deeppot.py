@@ -93,6 +93,7 @@ class DeepPotSE(AtomisticModel):
             ]
         )
         m1 = cfg["embedding"][-1]
+        self.embedding_width: int = int(m1)
         self.fitting = PerElementFitting(
             [
                 MLP(m1 * self.axis_neuron, cfg["fitting"], cfg["fitting_activation"], builder,
@@ -116,6 +117,27 @@ class DeepPotSE(AtomisticModel):
         """Raw s(r) and environment rows (s, s x/r, s y/r, s z/r) per edge, for statistics."""
         return environment_rows(edge_vectors, self.cutoff_smooth, self.cutoff)
 
+    def embed(self, s: torch.Tensor, center_species: torch.Tensor, neighbor_species: torch.Tensor) -> torch.Tensor:
+        """G [E, M1] of each edge from its s (1/Å); a tabulated model overrides this."""
+        return self.embedding_net_values(s, center_species, neighbor_species)
+
+    def embedding_net_values(
+        self, s: torch.Tensor, center_species: torch.Tensor, neighbor_species: torch.Tensor
+    ) -> torch.Tensor:
+        """G [E, M1]: the embedding net of each neighbour's species at the normalised s (1/Å)."""
+        s_in = ((s - self.s_mean[center_species]) / self.s_std[center_species]).unsqueeze(1)
+        if self.n_types == 1:
+            g = torch.zeros(s_in.shape[0], self.embedding_width, dtype=s_in.dtype, device=s_in.device)
+            for net in self.embedding_nets:
+                g = net(s_in)
+            return g
+        g = torch.zeros(s_in.shape[0], self.embedding_width, dtype=s_in.dtype, device=s_in.device)
+        for t, net in enumerate(self.embedding_nets):
+            idx = torch.nonzero(neighbor_species == t).squeeze(-1)
+            if idx.numel() > 0:
+                g = g.index_copy(0, idx, net(s_in.index_select(0, idx)))
+        return g
+
     def forward(
         self,
         species: torch.Tensor,
@@ -125,24 +147,11 @@ class DeepPotSE(AtomisticModel):
     ) -> torch.Tensor:
         check_species(species, self.n_types)
         centers = edge_index[0]
-        neighbors = edge_index[1]
         s, rows = environment_rows(edge_vectors, self.cutoff_smooth, self.cutoff)
         center_species = species[centers]
         rows = rows / self.row_std[center_species]
-        s_in = ((s - self.s_mean[center_species]) / self.s_std[center_species]).unsqueeze(1)
-
-        m1 = self.embedding_nets[0].n_out
-        if self.n_types == 1:
-            g = torch.zeros(s_in.shape[0], m1, dtype=s_in.dtype, device=s_in.device)
-            for net in self.embedding_nets:
-                g = net(s_in)
-        else:
-            g = torch.zeros(s_in.shape[0], m1, dtype=s_in.dtype, device=s_in.device)
-            neighbor_species = species[neighbors]
-            for t, net in enumerate(self.embedding_nets):
-                idx = torch.nonzero(neighbor_species == t).squeeze(-1)
-                if idx.numel() > 0:
-                    g = g.index_copy(0, idx, net(s_in.index_select(0, idx)))
+        g = self.embed(s, center_species, species[edge_index[1]])
+        m1 = g.shape[1]
 
         # Per-centre padded rows: T_i = R_i^T G_i by a batched matrix product.
         slots, width = edge_slots(centers, n_local)

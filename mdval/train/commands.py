@@ -59,6 +59,8 @@ def register(subparsers) -> None:
                         help="output model file (default: model.pt in the run folder)")
     export.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                         help="compute dtype of the exported network (default float64)")
+    export.add_argument("--compress", action="store_true",
+                        help="tabulate the embedding nets (DeepPot-SE only; see `mdval compress`)")
     export.set_defaults(func=_export)
 
 
@@ -120,6 +122,10 @@ def _export(args) -> int:
             "metrics": {},
             "training": {"epochs": state.get("epoch"), "steps": state.get("step"),
                          "checkpoint": str(args.checkpoint)}}
+    if args.compress:
+        from mdval.deploy.compress import compress_model
+
+        model, meta["compression"] = compress_model(model)
     path = export(model, out, meta, compute_dtype=args.dtype)
     print(path)
     return 0
