@@ -6,6 +6,8 @@ Subjects, all on the same fcc Cu boxes (300 K, NVE, ``neighbor 1.0 bin``), 1 thr
   which do not change the cost);
 - DeePMD-kit 3.2.0 ``pair_style deepmd`` (TensorFlow backend) with the same sizes, trained briefly
   on the same EMT-Cu data (benchmarks/deepmd_model.py), frozen; and the ``dp compress`` model;
+- the same taafs models after ``mdval compress`` (embedding nets tabulated, as ``dp compress``
+  does for DeePMD-kit), with tanh and with a per-layer Chebyshev TAAFS;
 - ``pair_style eam`` (Cu_u3.eam) as the floor.
 Cases: 864 and 4000 atoms, 1 and 2 MPI ranks. Within a case the subjects are run interleaved
 (A B C D A B C D ...), ``--repeats`` rounds, and the median time per step is reported, as
@@ -57,6 +59,12 @@ def main(argv=None) -> int:
     pairs = {"taafs (tanh)": (taafs_pair, common.LMP, common.MPIRUN, 1)}
     if not args.no_tuned:
         pairs["taafs (tanh), tuned env"] = (taafs_pair, common.LMP, common.MPIRUN, 1)
+    cheb = common.export_model({**common.PEER_MODEL, "activation": "taafs:basis=chebyshev1,scope=layer"},
+                               work / "taafs_cheb1.pt")
+    for label, model in (("tanh", taafs_model), ("chebyshev1 TAAFS", cheb)):
+        compressed = common.compressed_model(model)
+        pairs[f"taafs ({label}, compressed)" + ("" if args.no_tuned else ", tuned env")] = (
+            f"pair_style taafs threads 1\npair_coeff * * {compressed} Cu", common.LMP, common.MPIRUN, 1)
     dp_status, dp_error = None, None
     try:
         dp_status = deepmd_model.prepare(args.dp_steps)
@@ -80,8 +88,8 @@ def main(argv=None) -> int:
             for label, (pair, lmp, mpirun, mult) in pairs.items():
                 steps = nn_steps.get(n_atoms, 4) * mult
                 script = common.cu_script(pair, cells, steps, warmup=2)
-                d = work / f"{label.split()[0]}_{'c' if 'compressed' in label else ''}{n_atoms}_{nprocs}"
-                d = d.with_name(d.name + ("_tuned" if "tuned" in label else ""))
+                slug = "".join(c if c.isalnum() else "_" for c in label).strip("_")
+                d = work / f"{slug}_{n_atoms}_{nprocs}"
                 env = tuned_env() if "tuned" in label else None
                 subjects[label] = (lambda s=script, d=d, lmp=lmp, mpirun=mpirun, env=env:
                                    common.lmp_per_step(s, d, n_atoms, nprocs=nprocs, lmp=lmp, mpirun=mpirun,

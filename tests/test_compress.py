@@ -175,3 +175,13 @@ def test_compress_refuses_what_it_cannot_compress(tmp_path, capsys):
         tabulate(model, r_min=0.0)
     with pytest.raises(ValueError, match="could not be tabulated to tolerance 1e-30"):
         tabulate(model, tolerance=1e-30, max_intervals=1024)
+
+
+def test_fisher_refuses_a_compressed_model(tmp_path, capsys):
+    src = export(cu_o_model("tanh"), tmp_path / "model.pt")
+    out = tmp_path / "c.pt"
+    assert mdval_main(["compress", str(src), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert mdval_main(["fisher", str(out), str(tmp_path / "unused.xyz")]) == 1
+    assert (f"mdval fisher: {out} is a compressed model (its embedding is a table, not trainable "
+            "weights); run mdval fisher on the uncompressed model file") in capsys.readouterr().err

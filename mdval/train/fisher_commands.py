@@ -48,6 +48,10 @@ def _fisher(args) -> int:
     except (ModelFileError, FileNotFoundError, OSError) as exc:
         print(f"mdval fisher: {exc}", file=sys.stderr)
         return 1
+    if "compression" in model.metadata:
+        print(f"mdval fisher: {args.model} is a compressed model (its embedding is a table, not "
+              "trainable weights); run mdval fisher on the uncompressed model file", file=sys.stderr)
+        return 1
     try:
         frames = read_frames(args.data, args.format, require_forces=args.force_weight != 0,
                              type_names=model.type_names)
