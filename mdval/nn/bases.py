@@ -230,6 +230,24 @@ class FourierBasis(nn.Module):
         self.register_buffer(
             "freqs", math.pi * torch.arange(1, self.degree + 1, dtype=torch.float64)
         )
+        # For the serving path: cos(k x) = T_k(cos x) and sin(k x) = sin x U_{k-1}(cos x), so the
+        # series is P(c) + s Q(c) in c = cos(pi a), s = sin(pi a), with polynomial coefficients
+        # cos_mono[k-1, m] (of c^m in T_k) and sin_mono[k-1, m] (in U_{k-1}); two transcendental
+        # calls per element instead of 2n.
+        n = self.degree
+        t_mono = torch.zeros(n + 1, n + 1, dtype=torch.float64)
+        u_mono = torch.zeros(n + 1, n + 1, dtype=torch.float64)
+        t_mono[0, 0] = 1.0
+        u_mono[0, 0] = 1.0
+        if n >= 1:
+            t_mono[1, 1] = 1.0
+            u_mono[1, 1] = 2.0
+        for k in range(1, n):
+            for mono in (t_mono, u_mono):
+                mono[k + 1, 1:] = 2.0 * mono[k, :-1]
+                mono[k + 1] -= mono[k - 1]
+        self.register_buffer("cos_mono", t_mono[1:].contiguous())
+        self.register_buffer("sin_mono", u_mono[:n].contiguous())
 
     def identity_coefficients(self) -> List[float]:
         return _identity_from_p1(self.n_coeffs, 0.0, 1.0)
@@ -241,6 +259,34 @@ class FourierBasis(nn.Module):
         return theta[..., 0] + theta[..., 1] * a + cos_part + sin_part
 
     def value_and_slope(self, a: torch.Tensor, theta: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """y and dy/da as theta_0 + theta_1 a + P(c) + s Q(c) (see __init__), by Horner.
+
+        Monomial coefficients of T_k grow as 2^k, so above degree 10 (where Horner would lose
+        more than ~1e-12) the harmonics are evaluated one by one instead."""
+        if self.degree > 10:
+            return self._harmonics_value_and_slope(a, theta)
+        x = math.pi * a
+        c = torch.cos(x)
+        s = torch.sin(x)
+        p = torch.matmul(theta[..., 2::2], self.cos_mono.to(theta.dtype))  # [..., n + 1]
+        q = torch.matmul(theta[..., 3::2], self.sin_mono.to(theta.dtype))
+        n = self.degree
+        pv = p[..., n].expand_as(a)
+        dp = torch.zeros_like(a)
+        for m in range(n - 1, -1, -1):
+            dp = torch.addcmul(pv, dp, c)
+            pv = torch.addcmul(p[..., m], pv, c)
+        qv = q[..., n].expand_as(a)
+        dq = torch.zeros_like(a)
+        for m in range(n - 1, -1, -1):
+            dq = torch.addcmul(qv, dq, c)
+            qv = torch.addcmul(q[..., m], qv, c)
+        y = theta[..., 0] + theta[..., 1] * a + pv + s * qv
+        # dc/da = -pi s, ds/da = pi c
+        dy = theta[..., 1] + math.pi * (c * qv - s * (dp + s * dq))
+        return y, dy
+
+    def _harmonics_value_and_slope(self, a: torch.Tensor, theta: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         freqs = self.freqs.to(a.dtype)
         phase = a.unsqueeze(-1) * freqs
         cos, sin = torch.cos(phase), torch.sin(phase)
