@@ -306,6 +306,89 @@ def test_device_and_threads_options(model_files):
         assert abs(atoms.get_potential_energy() - expected[0]) < FLOAT64_EXACT * abs(expected[0])
 
 
+# --------------------------------------------------------------------------- chunks
+def all_results(atoms, calc) -> dict:
+    atoms = atoms.copy()
+    atoms.calc = calc
+    out = {"energy": atoms.get_potential_energy(), "energies": atoms.get_potential_energies(),
+           "forces": atoms.get_forces()}
+    if atoms.pbc.all():
+        out["stress"], out["stresses"] = atoms.get_stress(), atoms.get_stresses()
+    return out
+
+
+def assert_same_results(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    for key in want:
+        assert rel_err(got[key], want[key]) <= FLOAT64_EXACT, (key, rel_err(got[key], want[key]))
+
+
+CHUNK_SYSTEMS = {"triclinic": (triclinic, ("Cu",)), "small_cell": (small_cell, ("Cu",)),
+                 "slab_xy": (slab_xy, ("Cu",)), "two_species": (two_species_atoms, ("Cu", "Ni"))}
+
+
+@pytest.mark.parametrize("chunk", [1, 7])
+@pytest.mark.parametrize("system", list(CHUNK_SYSTEMS))
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_chunked_equals_unchunked(model_files, architecture, system, chunk):
+    """chunk=N (at most N atoms per model call; 7 divides none of the atom counts) gives the
+    energy, per-atom energies, forces, stress and per-atom stresses of one call (chunk=None)."""
+    make, type_names = CHUNK_SYSTEMS[system]
+    _, path = model_files(architecture, type_names=type_names)
+    atoms = make()
+    assert len(atoms) % 7 != 0 or chunk == 1
+    calc = Calculator(path, chunk=chunk)
+    calls = []
+    model_call = calc.model.__call__
+    calc.model = type("Counted", (), {"__call__": lambda self, *a: calls.append(a[3]) or model_call(*a)})()
+    got = all_results(atoms, calc)
+    assert calls == [min(chunk, len(atoms) - k) for k in range(0, len(atoms), chunk)]
+    assert_same_results(got, all_results(atoms, Calculator(path, chunk=None)))
+
+
+def test_chunk_auto_bounds_edges_per_call(model_files, monkeypatch):
+    """chunk="auto" (the default) splits at AUTO_CHUNK_EDGES edges per call (lowered here so
+    that a small cell needs several calls), with the unchunked results."""
+    from mdval.deploy import calculator as calculator_module
+
+    _, path = model_files(type_names=("Cu", "Ni"))
+    atoms = two_species_atoms()
+    unchunked = all_results(atoms, Calculator(path, chunk="off"))
+    n_edges = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, 4.0).n_edges
+    assert calculator_module.AUTO_CHUNK_EDGES > n_edges  # one call by default here
+    monkeypatch.setattr(calculator_module, "AUTO_CHUNK_EDGES", n_edges // 5)
+    calc = Calculator(path)
+    edges_per_call = []
+    model_call = calc.model.__call__
+    calc.model = type("Counted", (), {
+        "__call__": lambda self, *a: edges_per_call.append(a[1].shape[1]) or model_call(*a)})()
+    got = all_results(atoms, calc)
+    assert len(edges_per_call) >= 5 and sum(edges_per_call) == n_edges
+    assert max(edges_per_call) <= n_edges // 5
+    assert_same_results(got, unchunked)
+
+
+def test_chunk_bounds_rule():
+    from mdval.deploy.calculator import chunk_bounds
+
+    counts = [3, 1, 9, 2, 2, 0, 4]
+    assert chunk_bounds(counts, None, None) == [(0, 7)]
+    assert chunk_bounds(counts, 3, None) == [(0, 3), (3, 6), (6, 7)]
+    # at least one centre per call, even one with more edges than the limit (9 > 5)
+    assert chunk_bounds(counts, None, 5) == [(0, 2), (2, 3), (3, 6), (6, 7)]
+    assert chunk_bounds(counts, 2, 5) == [(0, 2), (2, 3), (3, 5), (5, 7)]
+    assert chunk_bounds([], 2, 5) == []
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "lots", True])
+def test_bad_chunk_rejected(model_files, bad):
+    _, path = model_files()
+    with pytest.raises(ValueError, match=re.escape(
+            "chunk must be 'auto', 'off' (or None) or a number of atoms >= 1 (at most that many "
+            f"centre atoms per model call), got {bad!r}")):
+        Calculator(path, chunk=bad)
+
+
 # --------------------------------------------------------------------------- dynamics
 def emt_frames(n_frames: int, seed: int):
     """Strained, rattled 32-atom Cu cells labelled by EMT (energies, forces)."""

@@ -9,6 +9,7 @@ reference magnitude of the quantity.  Atom IDs are always shuffled and non-conse
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -184,6 +185,120 @@ def test_hybrid_overlay_is_sum_of_styles(tmp_path, model, nprocs):
     ref["virial"] = taafs["virial"]
     _assert_parity(got, ref)
     assert abs(lj_only["energy"]) > 1e-3, "the lj/cut part must not be negligible"
+
+
+# ---------------------------------------------------------------------------- chunks
+
+CHUNK_REL_TOL = 1e-12  # chunked vs unchunked: the same sums, grouped by chunk (rounding only)
+
+
+@pytest.fixture(scope="session")
+def deeppot_model(tmp_path_factory, plugin):
+    """A small DeepPot-SE (Cu, O; per-layer TAAFS): its padded per-centre rows depend on the
+    largest neighbour count of a call, which chunking changes."""
+    from conftest import small_model
+    from mdval.deploy import export
+
+    model = small_model("deeppot_se", ["Cu", "O"], "taafs:basis=chebyshev1,scope=layer", seed=3)
+    return export(model, tmp_path_factory.mktemp("deeppot") / "deeppot.pt")
+
+
+def _assert_same(got: dict, ref: dict, tol: float = CHUNK_REL_TOL) -> None:
+    errors = {key: _rel(got[key], ref[key])
+              for key in ("energy", "forces", "virial6", "energies", "atom_virial6")}
+    print("chunked vs unchunked, max relative differences:", {k: f"{v:.1e}" for k, v in errors.items()})
+    bad = {k: v for k, v in errors.items() if not v <= tol}
+    assert not bad, f"relative differences above {tol}: {bad}"
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+@pytest.mark.parametrize("model_name, system, chunk", [
+    ("toy", "triclinic", 7),       # 108 atoms: 7 divides neither 108 nor a rank's share
+    ("deeppot", "triclinic", 7),
+    ("deeppot", "triclinic", 1),   # one centre per model call
+    ("toy", "small_box", 1),       # 32 atoms, many periodic self-images among the neighbours
+    ("toy", "empty_rank", 5),      # with 2 ranks, rank 1 owns no atoms
+])
+def test_chunked_equals_unchunked(tmp_path, model, deeppot_model, model_name, system, chunk, nprocs):
+    """`pair_style taafs chunk N` (at most N centres per model call) gives the energy, forces,
+    virial, per-atom energies and per-atom virials of one call per rank (`chunk off`)."""
+    if system == "empty_rank" and nprocs == 1:
+        pytest.skip("the empty-rank layout needs 2 ranks")
+    path = model if model_name == "toy" else deeppot_model
+    atoms, types, processors = _system(system, seed=5)
+    ids = _ids(len(atoms), seed=6)
+    write_lammps_data(tmp_path / "data.lmp", atoms, types, ids, n_types=2)
+    coeff = f"pair_coeff * * {path} Cu O"
+    off = _lammps_results(tmp_path, _input(f"pair_style taafs chunk off\n{coeff}", processors), nprocs, ids)
+    got = _lammps_results(tmp_path, _input(f"pair_style taafs chunk {chunk}\n{coeff}", processors),
+                          nprocs, ids)
+    assert "chunk off: one model call per rank and step" in off["log"]
+    calls = re.search(r"rank 0 evaluates (\d+) atoms \((\d+) edges\) in (\d+) model call\(s\)", got["log"])
+    assert calls, got["log"][-2000:]
+    n0, calls0 = int(calls.group(1)), int(calls.group(3))
+    assert calls0 == -(-n0 // chunk), (n0, calls0)  # ceil(n0 / chunk): it really was chunked
+    _assert_same(got, off)
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_chunk_auto_limits_edges_per_call(tmp_path, model, nprocs):
+    """The default, `chunk auto`, splits a rank's atoms into calls of at most 10 000 edges on the
+    CPU (500 atoms with about 42 neighbours each: 3 calls on one rank, 2 per rank on two) and
+    gives the results of one call per rank."""
+    cells = 5
+    n = 4 * cells**3
+    lattice = f"""units metal
+atom_style atomic
+boundary p p p
+lattice fcc 3.61
+region box block 0 {cells} 0 {cells} 0 {cells}
+create_box 2 box
+create_atoms 1 box
+mass * 63.546
+set group all type/fraction 2 0.3 8123
+displace_atoms all random 0.05 0.05 0.05 4711 units box
+"""
+
+    def run(pair: str) -> dict:
+        script = _input(pair).replace("units metal\natom_style atomic\nboundary p p p\nnewton on\n"
+                                      "\nread_data data.lmp\n", lattice)
+        return _lammps_results(tmp_path, script, nprocs, np.arange(1, n + 1))
+
+    auto = run(f"pair_style taafs\npair_coeff * * {model} Cu O")  # the default is chunk auto
+    off = run(f"pair_style taafs chunk off\npair_coeff * * {model} Cu O")
+    calls = re.search(r"pair_style taafs: chunk auto: at most 10000 edges per model call; rank 0 "
+                      r"evaluates (\d+) atoms \((\d+) edges\) in (\d+) model call\(s\) of at most "
+                      r"(\d+) edges", auto["log"])
+    assert calls, auto["log"][-2000:]
+    atoms, edges, n_calls, most = (int(g) for g in calls.groups())
+    assert (atoms == n) if nprocs == 1 else (0 < atoms < n), calls.groups()
+    assert edges > 10_000 and n_calls >= 2 and most <= 10_000, calls.groups()
+    _assert_same(auto, off)
+
+
+CHUNK_ERRORS = {
+    "chunk 0": "expected chunk auto, off or a number of atoms >= 1 (at most that many centre atoms "
+               "per model call), got '0'",
+    "chunk -5": "expected chunk auto, off or a number of atoms >= 1 (at most that many centre "
+                "atoms per model call), got '-5'",
+    "chunk 2.5": "expected chunk auto, off or a number of atoms >= 1 (at most that many centre "
+                 "atoms per model call), got '2.5'",
+    "chunk lots": "expected chunk auto, off or a number of atoms >= 1 (at most that many centre "
+                  "atoms per model call), got 'lots'",
+    "chunk": "Illegal pair_style taafs chunk command: missing argument",
+    "chunks 5": "expected keyword device, threads or chunk, got 'chunks'",
+}
+
+
+@pytest.mark.parametrize("keywords", sorted(CHUNK_ERRORS))
+def test_chunk_keyword_errors(tmp_path, model, keywords):
+    atoms, types, _ = _system("two_element")
+    write_lammps_data(tmp_path / "data.lmp", atoms[:8], types[:8], np.arange(1, 9), n_types=2)
+    script = _input(f"pair_style taafs {keywords}\npair_coeff * * {model} Cu O")
+    proc = run_lmp(script, tmp_path, check=False)
+    output = proc.log + proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "ERROR" in output and CHUNK_ERRORS[keywords] in output, output[-2000:]
 
 
 # ---------------------------------------------------------------------------- errors

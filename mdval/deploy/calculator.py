@@ -38,7 +38,18 @@ Choices, documented here and asserted by tests/test_calculator.py:
   ``PropertyNotImplementedError`` (what ASE code expects of a property that does not exist), with
   a message saying why; energy and forces work for any periodicity;
 - **threads**: ``torch.set_num_threads(threads)`` is called only when ``threads`` is given, and it
-  is process-wide: it affects every torch computation in the process, not only this calculator.
+  is process-wide: it affects every torch computation in the process, not only this calculator;
+- **chunks** (memory): the model's intermediates grow with the edges of one call (about 1.8 kB
+  per edge for DeepPot-SE [25, 25, 25] / [50, 50, 50], 4.5 kB for [25, 50, 100] / [240, 240, 240]),
+  so the atoms go to the model in chunks of consecutive centres (:func:`chunk_bounds`), as
+  ``pair_style taafs chunk`` does in LAMMPS. An ABI v1 model is local: a chunk's centres see
+  exactly their own edges and their neighbours' species, so the results are the unchunked ones up
+  to float64 rounding (summation order). ``chunk="auto"`` (the default) makes calls of at most
+  :data:`AUTO_CHUNK_EDGES` = 10 000 edges on the CPU (about 128 fcc Cu atoms at r_c = 6 Å; the
+  intermediates stay in cache: 32 000 Cu atoms took 0.74 GB peak and half the CPU time of one
+  call for all, 4.1 GB, benchmarks/bench_scaling.py) and :data:`AUTO_CHUNK_EDGES_GPU` =
+  1 000 000 on a GPU (untested); ``chunk=N`` at most N atoms per call; ``chunk=None`` one call
+  for all atoms.
 
 Bad input raises :class:`AtomsInputError` (both a ``ValueError`` and ASE's ``InputError``).
 Problems with the model file raise :class:`mdval.deploy.model_file.ModelFileError` unchanged.
@@ -63,6 +74,51 @@ from mdval.nn.forces import energy_forces_virial
 
 #: Two atoms (or an atom and a periodic image of any atom) closer than this (Å) is an error.
 MIN_SEPARATION: float = 0.1
+
+#: ``chunk="auto"``: at most this many edges per model call on the CPU, and on a GPU (which wants
+#: large calls; untested). The same as ``pair_style taafs chunk auto``.
+AUTO_CHUNK_EDGES: int = 10_000
+AUTO_CHUNK_EDGES_GPU: int = 1_000_000
+
+
+def chunk_bounds(edge_counts, chunk_atoms: Optional[int], max_edges: Optional[int]) -> list[tuple[int, int]]:
+    """Chunks [(begin, end), ...] of consecutive centres, one model call each.
+
+    ``edge_counts`` [N]: edges of each centre. A chunk takes at least one centre, then more while
+    it has at most ``chunk_atoms`` centres and at most ``max_edges`` edges (None: no limit). The
+    same rule as ``PairTaafs::compute`` in pair_style/src/pair_taafs.cpp.
+    """
+    counts = np.asarray(edge_counts, dtype=np.int64)
+    n = int(counts.shape[0])
+    if chunk_atoms is None and max_edges is None:
+        return [(0, n)] if n else []
+    prefix = np.concatenate(([0], np.cumsum(counts)))
+    bounds = []
+    begin = 0
+    while begin < n:
+        end = n
+        if chunk_atoms is not None:
+            end = min(end, begin + chunk_atoms)
+        if max_edges is not None:  # the largest end with prefix[end] - prefix[begin] <= max_edges
+            end = min(end, int(np.searchsorted(prefix, prefix[begin] + max_edges, side="right")) - 1)
+        end = max(end, begin + 1)
+        bounds.append((begin, end))
+        begin = end
+    return bounds
+
+
+def _parse_chunk(chunk, device: torch.device) -> tuple[Optional[int], Optional[int]]:
+    """(chunk_atoms, max_edges) for a ``chunk`` argument: "auto", None/"off" or N >= 1."""
+    if isinstance(chunk, str) and chunk == "auto":
+        return None, AUTO_CHUNK_EDGES_GPU if device.type == "cuda" else AUTO_CHUNK_EDGES
+    if chunk is None or (isinstance(chunk, str) and chunk == "off"):
+        return None, None
+    if isinstance(chunk, (int, np.integer)) and not isinstance(chunk, bool) and chunk >= 1:
+        return int(chunk), None
+    raise ValueError(
+        f"chunk must be 'auto', 'off' (or None) or a number of atoms >= 1 (at most that many "
+        f"centre atoms per model call), got {chunk!r}"
+    )
 
 
 class AtomsInputError(InputError, ValueError):
@@ -126,9 +182,14 @@ class Calculator(_AseCalculator):
         "cpu", "cuda" or "cuda:N". CUDA must be available to this torch.
     threads : int or None, keyword-only, default None
         If given, ``torch.set_num_threads(threads)``. This is **process-wide**.
+    chunk : "auto", int, "off" or None, keyword-only, default "auto"
+        Memory bound: at most ``chunk`` atoms per model call; "auto": at most
+        :data:`AUTO_CHUNK_EDGES` edges per call (:data:`AUTO_CHUNK_EDGES_GPU` on a GPU); None
+        or "off": one call for all atoms. Results are the same up to float64 rounding (see the
+        module docstring).
 
     Raises :class:`mdval.deploy.model_file.ModelFileError` (a ``ValueError``) for a missing,
-    corrupt or wrong-ABI file, and ``ValueError`` for a bad device or thread count.
+    corrupt or wrong-ABI file, and ``ValueError`` for a bad device, thread count or chunk.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
@@ -139,13 +200,16 @@ class Calculator(_AseCalculator):
         *,
         device: str | torch.device = "cpu",
         threads: Optional[int] = None,
+        chunk: int | str | None = "auto",
     ):
         super().__init__()
+        _parse_chunk(chunk, torch.device("cpu"))  # refuse a bad value before anything else
         if threads is not None:
             if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
                 raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
             torch.set_num_threads(threads)  # process-wide
         self.device = _resolve_device(device)
+        self.chunk_atoms, self.chunk_edges = _parse_chunk(chunk, self.device)
         self.model: ModelFile = load(path, device=self.device)
         self.cutoff: float = self.model.cutoff
         self.type_names: list[str] = self.model.type_names
@@ -156,13 +220,19 @@ class Calculator(_AseCalculator):
                 self._species_of_z[atomic_numbers[name]] = index
         self.parameters["model"] = str(self.model.path)
         self.parameters["device"] = str(self.device)
+        self.parameters["chunk"] = chunk
 
     @classmethod
     def from_file(
-        cls, path: str | os.PathLike, *, device: str | torch.device = "cpu", threads: Optional[int] = None
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        threads: Optional[int] = None,
+        chunk: int | str | None = "auto",
     ) -> "Calculator":
-        """The same as ``Calculator(path, device=..., threads=...)``."""
-        return cls(path, device=device, threads=threads)
+        """The same as ``Calculator(path, device=..., threads=..., chunk=...)``."""
+        return cls(path, device=device, threads=threads, chunk=chunk)
 
     def __repr__(self) -> str:
         return (
@@ -233,7 +303,14 @@ class Calculator(_AseCalculator):
 
     # ----------------------------------------------------------------- inputs -> model
     def evaluate(self, inputs: ModelInputs) -> Dict[str, torch.Tensor]:
-        """Energy, per-atom energies, forces, virial and per-atom virial, in one autograd call."""
+        """Energy, per-atom energies, forces, virial and per-atom virial: one autograd call per
+        chunk of centres (one call in all unless the system is larger than a chunk)."""
+        centers = inputs.edge_index[0]
+        if self.chunk_atoms is not None or self.chunk_edges is not None:
+            counts = torch.bincount(centers, minlength=inputs.n_local).cpu().numpy()
+            bounds = chunk_bounds(counts, self.chunk_atoms, self.chunk_edges)
+            if len(bounds) > 1:
+                return self._evaluate_chunks(inputs, bounds)
         with torch.enable_grad():
             out = energy_forces_virial(
                 self.model,
@@ -246,6 +323,50 @@ class Calculator(_AseCalculator):
                 atom_virial=True,
             )
         return {k: v.detach() for k, v in out.items()}
+
+    def _evaluate_chunks(self, inputs: ModelInputs, bounds: list[tuple[int, int]]) -> Dict[str, torch.Tensor]:
+        """:meth:`evaluate` by chunks of centres [begin, end), one model call each, with the sums
+        of energy_forces_virial accumulated. A call gets the chunk's edges and c = end - begin
+        local nodes (its centres, renumbered 0..c-1); a neighbour outside the chunk becomes a
+        node of its own per edge (node c + k for the chunk's edge k, with its species), as a
+        LAMMPS ghost atom would: an ABI v1 model reads only the species of a neighbour node."""
+        species, n = inputs.species, inputs.n_local
+        centers, neighbors = inputs.edge_index[0], inputs.edge_index[1]
+        edge_vectors = inputs.edge_vectors
+        if centers.numel() > 1 and bool((centers[1:] < centers[:-1]).any()):  # group by centre
+            order = torch.argsort(centers, stable=True)
+            centers, neighbors, edge_vectors = centers[order], neighbors[order], edge_vectors[order]
+        prefix = torch.zeros(n + 1, dtype=torch.long)
+        prefix[1:] = torch.cumsum(torch.bincount(centers, minlength=n).cpu(), 0)
+        f64 = dict(dtype=torch.float64, device=edge_vectors.device)
+        atom_energy = torch.zeros(n, **f64)
+        forces = torch.zeros(n, 3, **f64)
+        virial = torch.zeros(3, 3, **f64)
+        atom_virial = torch.zeros(n, 3, 3, **f64)
+        for begin, end in bounds:
+            lo, hi = int(prefix[begin]), int(prefix[end])
+            c = end - begin
+            ci, nj = centers[lo:hi], neighbors[lo:hi]
+            inside = (nj >= begin) & (nj < end)
+            own_node = c + torch.arange(hi - lo, device=nj.device)
+            sub_index = torch.stack((ci - begin, torch.where(inside, nj - begin, own_node)))
+            sub_species = torch.cat((species[begin:end], species[nj]))
+            vectors = edge_vectors[lo:hi].detach().requires_grad_(True)
+            with torch.enable_grad():
+                energies = self.model(sub_species, sub_index, vectors, c)
+                grad = None
+                if hi > lo:
+                    (grad,) = torch.autograd.grad(energies.sum(), vectors, allow_unused=True)
+            atom_energy[begin:end] = energies.detach()
+            if grad is None:
+                continue
+            forces.index_add_(0, ci, grad).index_add_(0, nj, -grad)
+            edge_virial = -vectors.detach().unsqueeze(2) * grad.unsqueeze(1)  # [E, 3, 3]
+            virial += edge_virial.sum(0)
+            half = 0.5 * edge_virial
+            atom_virial.index_add_(0, ci, half).index_add_(0, nj, half)
+        return {"atom_energy": atom_energy, "energy": atom_energy.sum().reshape(1), "forces": forces,
+                "virial": virial.reshape(1, 3, 3), "atom_virial": atom_virial}
 
     # ----------------------------------------------------------------- model -> results
     @staticmethod

@@ -10,6 +10,8 @@
        W   = -sum_e r_e (x) g_e                        (global virial, eV)
        W_i += -1/2 r_e (x) g_e,  W_j += -1/2 r_e (x) g_e   (per-atom virial, only if asked)
    Requires newton pair on (ghost forces are summed by LAMMPS) and units metal (eV, Å).
+   Memory: the centres go to the model in chunks (keyword chunk, see compute()), so that a rank
+   never holds the per-edge intermediates of more than one chunk.
 ------------------------------------------------------------------------- */
 
 #include "pair_taafs.h"
@@ -43,18 +45,21 @@ class PairTaafsData {
   std::unique_ptr<TaafsModel> model;
   std::string model_path;
   // per-step buffers, grown when needed and reused
-  std::vector<int64_t> species;        // [n_nodes] model species index
-  std::vector<int64_t> edge_index;     // [2 * capacity] row 0 then row 1 (compacted)
-  std::vector<double> edge_vectors;    // [capacity * 3] r_j - r_i, Å
-  std::vector<int> node_of_atom;       // [nall] node index, -1 = not a node
-  std::vector<int> atom_of_node;       // [n_nodes] LAMMPS atom index
+  std::vector<int> centres;              // [n_centres] LAMMPS atom index of each centre
+  std::vector<int64_t> edges_of_centre;  // [n_centres] edges of each centre (within the cutoff)
+  std::vector<int64_t> species;          // [n_nodes] model species index (current chunk)
+  std::vector<int64_t> edge_index;       // [2, n_edges] row 0 then row 1 (current chunk)
+  std::vector<double> edge_vectors;      // [n_edges * 3] r_j - r_i, Å (current chunk)
+  std::vector<int> node_of_atom;         // [nall] node index in the current chunk, -1 = none
+  std::vector<int> atom_of_node;         // [n_nodes] LAMMPS atom index (current chunk)
 };
 }    // namespace LAMMPS_NS
 
 /* ---------------------------------------------------------------------- */
 
 PairTaafs::PairTaafs(LAMMPS *lmp) :
-    Pair(lmp), d_(new PairTaafsData), device_request_("auto"), nthreads_(0), cutoff_(0.0)
+    Pair(lmp), d_(new PairTaafsData), device_request_("auto"), nthreads_(0), cutoff_(0.0),
+    chunk_atoms_(0), chunk_edges_(AUTO_CHUNK_EDGES), chunk_request_("auto"), report_chunks_(false)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -74,14 +79,21 @@ PairTaafs::~PairTaafs()
   }
 }
 
-/* ---------------------------------------------------------------------- */
+/* ----------------------------------------------------------------------
+   Centres are the non-NULL atoms of the (possibly skip) full list.  They are evaluated in chunks
+   of consecutive centres, one model call per chunk, so that memory is bounded by the edges of one
+   call rather than by all the atoms of the rank.  An ABI v1 model is local: the energy of centre
+   i depends only on its own edges and the species of their neighbours, so each chunk sees exactly
+   the inputs its centres see in one call for all (chunk centres first, renumbered 0..c-1, then
+   their other neighbours, local or ghost), and the sums below are the same sums, grouped by
+   chunk.  With one chunk (`chunk off`) this is the unchunked evaluation.
+------------------------------------------------------------------------- */
 
 void PairTaafs::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
 
   double **x = atom->x;
-  double **f = atom->f;
   const int *type = atom->type;
   const int nall = atom->nlocal + atom->nghost;
   const int inum = list->inum;
@@ -93,31 +105,95 @@ void PairTaafs::compute(int eflag, int vflag)
 
   PairTaafsData &D = *d_;
 
-  // pass 1: centres = non-NULL atoms of the (possibly skip) list; bound the number of edges
-  D.node_of_atom.assign(nall, -1);
-  D.atom_of_node.clear();
-  D.species.clear();
-  size_t capacity = 0;
+  // pass 1: the centres and the exact number of edges (non-NULL neighbours within the model
+  // cutoff) of each, which fixes the chunks and sizes the edge buffers
+  D.centres.clear();
+  D.edges_of_centre.clear();
   for (int ii = 0; ii < inum; ii++) {
     const int i = ilist[ii];
-    const int s = species_of_type[type[i]];
-    if (s < 0) continue;
-    D.node_of_atom[i] = static_cast<int>(D.atom_of_node.size());
-    D.atom_of_node.push_back(i);
-    D.species.push_back(s);
-    capacity += numneigh[i];
+    if (species_of_type[type[i]] < 0) continue;
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    const int *jlist = firstneigh[i];
+    const int jnum = numneigh[i];
+    int64_t n = 0;
+    for (int jj = 0; jj < jnum; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      if (species_of_type[type[j]] < 0) continue;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      if (dx * dx + dy * dy + dz * dz < cutsq_model) n++;
+    }
+    D.centres.push_back(i);
+    D.edges_of_centre.push_back(n);
   }
-  const int64_t n_local = static_cast<int64_t>(D.atom_of_node.size());
-  if (n_local == 0) return;    // a rank with no centres contributes nothing
+  const int64_t n_centres = static_cast<int64_t>(D.centres.size());
+  if (n_centres == 0) {    // a rank with no centres contributes nothing
+    if (report_chunks_ && comm->me == 0)
+      utils::logmesg(lmp, "pair_style taafs: {}; rank 0 evaluates 0 atoms\n", chunk_description());
+    report_chunks_ = false;
+    return;
+  }
 
+  D.node_of_atom.assign(nall, -1);    // each chunk resets the entries it set
+  double w[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  int64_t begin = 0, n_calls = 0, most_edges = 0, total_edges = 0;
+  while (begin < n_centres) {
+    // a chunk takes at least one centre, then more while both limits allow
+    int64_t end = begin + 1;
+    int64_t n_edges = D.edges_of_centre[begin];
+    while (end < n_centres && (chunk_atoms_ == 0 || end - begin < chunk_atoms_) &&
+           (chunk_edges_ == 0 || n_edges + D.edges_of_centre[end] <= chunk_edges_))
+      n_edges += D.edges_of_centre[end++];
+    compute_chunk(begin, end, n_edges, w);
+    n_calls++;
+    most_edges = std::max(most_edges, n_edges);
+    total_edges += n_edges;
+    begin = end;
+  }
+  if (vflag_global)
+    for (int k = 0; k < 6; k++) virial[k] += w[k];
+
+  if (report_chunks_ && comm->me == 0)    // once per run, from rank 0's own atoms
+    utils::logmesg(lmp,
+                   "pair_style taafs: {}; rank 0 evaluates {} atoms ({} edges) in {} model "
+                   "call(s) of at most {} edges\n",
+                   chunk_description(), n_centres, total_edges, n_calls, most_edges);
+  report_chunks_ = false;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairTaafs::compute_chunk(int64_t begin, int64_t end, int64_t n_edges, double *w)
+{
+  double **x = atom->x;
+  double **f = atom->f;
+  const int *type = atom->type;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+  const int *species_of_type = species_of_type_.data();
+  const double cutsq_model = cutoff_ * cutoff_;
+
+  PairTaafsData &D = *d_;
+  const int64_t n_local = end - begin;
+
+  // nodes: the chunk's centres first (0..n_local-1), then every other neighbour as it appears
+  D.atom_of_node.clear();
+  D.species.clear();
+  for (int64_t c = begin; c < end; c++) {
+    const int i = D.centres[c];
+    D.node_of_atom[i] = static_cast<int>(c - begin);
+    D.atom_of_node.push_back(i);
+    D.species.push_back(species_of_type[type[i]]);
+  }
+
+  const size_t capacity = static_cast<size_t>(n_edges);
   if (D.edge_index.size() < 2 * capacity) D.edge_index.resize(2 * capacity);
   if (D.edge_vectors.size() < 3 * capacity) D.edge_vectors.resize(3 * capacity);
   int64_t *src = D.edge_index.data();
-  int64_t *dst = src + capacity;
+  int64_t *dst = src + capacity;    // row 1 right after row 0: [2, n_edges] contiguous
   double *vec = D.edge_vectors.data();
 
-  // pass 2: one sweep of the full list writes the edges into the preallocated buffers
-  size_t n_edges = 0;
+  // pass 2: the chunk's edges, in the same order and by the same test as pass 1 counted them
+  size_t ne = 0;
   for (int64_t c = 0; c < n_local; c++) {
     const int i = D.atom_of_node[c];
     const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
@@ -135,26 +211,27 @@ void PairTaafs::compute(int eflag, int vflag)
         D.atom_of_node.push_back(j);
         D.species.push_back(s);
       }
-      src[n_edges] = c;
-      dst[n_edges] = node;
-      vec[3 * n_edges] = dx;
-      vec[3 * n_edges + 1] = dy;
-      vec[3 * n_edges + 2] = dz;
-      n_edges++;
+      src[ne] = c;
+      dst[ne] = node;
+      vec[3 * ne] = dx;
+      vec[3 * ne + 1] = dy;
+      vec[3 * ne + 2] = dz;
+      ne++;
     }
   }
-  // make [2, n_edges] contiguous: move row 1 next to row 0 (dst region lies after, so safe)
-  std::copy(dst, dst + n_edges, src + n_edges);
+  if (ne != capacity)
+    error->one(FLERR, "pair_style taafs: internal error: expected {} edges in atoms {}..{}, got {}",
+               n_edges, begin, end - 1, ne);
   const int64_t n_nodes = static_cast<int64_t>(D.atom_of_node.size());
-  const int64_t ne = static_cast<int64_t>(n_edges);
+  const int64_t n_edges_i = n_edges;
 
   const torch::Device &device = D.model->device();
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   // from_blob: the buffers outlive every use of these tensors within this call
   torch::Tensor species_t = torch::from_blob(D.species.data(), {n_nodes}, i64).to(device);
-  torch::Tensor edge_index_t = torch::from_blob(src, {2, ne}, i64).to(device);
-  torch::Tensor edge_vectors_t = torch::from_blob(vec, {ne, 3}, f64).to(device);
+  torch::Tensor edge_index_t = torch::from_blob(src, {2, n_edges_i}, i64).to(device);
+  torch::Tensor edge_vectors_t = torch::from_blob(vec, {n_edges_i, 3}, f64).to(device);
   if (!edge_vectors_t.is_leaf() || edge_vectors_t.data_ptr() == vec)
     edge_vectors_t = edge_vectors_t.detach();
   edge_vectors_t.requires_grad_(true);
@@ -168,7 +245,7 @@ void PairTaafs::compute(int eflag, int vflag)
     grad = grads[0];
   } catch (const std::exception &e) {
     error->one(FLERR, "pair_style taafs: model evaluation failed on {} atoms and {} edges: {}",
-               n_local, ne, e.what());
+               n_local, n_edges_i, e.what());
   }
   torch::NoGradGuard no_grad;
   energies = energies.detach().to(torch::kCPU).contiguous();
@@ -178,47 +255,47 @@ void PairTaafs::compute(int eflag, int vflag)
   if (eflag_atom)
     for (int64_t c = 0; c < n_local; c++) eatom[D.atom_of_node[c]] += e_atom[c];
 
-  if (!grad.defined() || ne == 0) return;    // no edges: energies only
-  grad = grad.to(torch::kCPU).contiguous();
-  const double *g = grad.data_ptr<double>();
-  const int64_t *row0 = src, *row1 = src + ne;
-  const int *atom_of_node = D.atom_of_node.data();
-
-  double w[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-  for (int64_t e = 0; e < ne; e++) {
-    const int i = atom_of_node[row0[e]];
-    const int j = atom_of_node[row1[e]];
-    const double gx = g[3 * e], gy = g[3 * e + 1], gz = g[3 * e + 2];
-    f[i][0] += gx;
-    f[i][1] += gy;
-    f[i][2] += gz;
-    f[j][0] -= gx;
-    f[j][1] -= gy;
-    f[j][2] -= gz;
-    if (vflag_either) {
-      const double rx = vec[3 * e], ry = vec[3 * e + 1], rz = vec[3 * e + 2];
-      const double v[6] = {-rx * gx, -ry * gy, -rz * gz, -rx * gy, -rx * gz, -ry * gz};
-      if (vflag_global)
-        for (int k = 0; k < 6; k++) w[k] += v[k];
-      if (vflag_atom)
-        for (int k = 0; k < 6; k++) {
-          vatom[i][k] += 0.5 * v[k];
-          vatom[j][k] += 0.5 * v[k];
-        }
+  if (grad.defined() && n_edges_i > 0) {
+    grad = grad.to(torch::kCPU).contiguous();
+    const double *g = grad.data_ptr<double>();
+    const int *atom_of_node = D.atom_of_node.data();
+    for (int64_t e = 0; e < n_edges_i; e++) {
+      const int i = atom_of_node[src[e]];
+      const int j = atom_of_node[dst[e]];
+      const double gx = g[3 * e], gy = g[3 * e + 1], gz = g[3 * e + 2];
+      f[i][0] += gx;
+      f[i][1] += gy;
+      f[i][2] += gz;
+      f[j][0] -= gx;
+      f[j][1] -= gy;
+      f[j][2] -= gz;
+      if (vflag_either) {
+        const double rx = vec[3 * e], ry = vec[3 * e + 1], rz = vec[3 * e + 2];
+        const double v[6] = {-rx * gx, -ry * gy, -rz * gz, -rx * gy, -rx * gz, -ry * gz};
+        if (vflag_global)
+          for (int k = 0; k < 6; k++) w[k] += v[k];
+        if (vflag_atom)
+          for (int k = 0; k < 6; k++) {
+            vatom[i][k] += 0.5 * v[k];
+            vatom[j][k] += 0.5 * v[k];
+          }
+      }
     }
   }
-  if (vflag_global)
-    for (int k = 0; k < 6; k++) virial[k] += w[k];
+  for (const int a : D.atom_of_node) D.node_of_atom[a] = -1;    // ready for the next chunk
 }
 
 /* ----------------------------------------------------------------------
-   pair_style taafs [device auto|cpu|cuda|cuda:N] [threads N]
+   pair_style taafs [device auto|cpu|cuda|cuda:N] [threads N] [chunk auto|off|N]
 ------------------------------------------------------------------------- */
 
 void PairTaafs::settings(int narg, char **arg)
 {
   device_request_ = "auto";
   nthreads_ = 0;
+  chunk_request_ = "auto";
+  chunk_atoms_ = 0;
+  chunk_edges_ = AUTO_CHUNK_EDGES;
   int iarg = 0;
   while (iarg < narg) {
     const std::string key = arg[iarg];
@@ -238,10 +315,43 @@ void PairTaafs::settings(int narg, char **arg)
       if (nthreads_ < 1)
         error->all(FLERR, "pair_style taafs: expected threads >= 1, got {}", nthreads_);
       iarg += 2;
+    } else if (key == "chunk") {
+      if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style taafs chunk", error);
+      const std::string value = arg[iarg + 1];
+      if (value == "auto") {
+        chunk_atoms_ = 0;
+        chunk_edges_ = AUTO_CHUNK_EDGES;
+      } else if (value == "off") {
+        chunk_atoms_ = 0;
+        chunk_edges_ = 0;
+      } else {
+        int64_t n = 0;
+        bool ok = utils::strmatch(value, "^\\d+$") && value.size() <= 18;
+        if (ok) n = std::stoll(value);
+        if (!ok || n < 1)
+          error->all(FLERR,
+                     "pair_style taafs: expected chunk auto, off or a number of atoms >= 1 "
+                     "(at most that many centre atoms per model call), got '{}'",
+                     value);
+        chunk_atoms_ = n;
+        chunk_edges_ = 0;
+      }
+      chunk_request_ = value;
+      iarg += 2;
     } else {
-      error->all(FLERR, "pair_style taafs: expected keyword device or threads, got '{}'", key);
+      error->all(FLERR, "pair_style taafs: expected keyword device, threads or chunk, got '{}'",
+                 key);
     }
   }
+}
+
+std::string PairTaafs::chunk_description() const
+{
+  if (chunk_request_ == "auto")
+    return "chunk auto: at most " + std::to_string(chunk_edges_) + " edges per model call";
+  if (chunk_request_ == "off") return "chunk off: one model call per rank and step";
+  return "chunk " + chunk_request_ + ": at most " + std::to_string(chunk_atoms_) +
+      " atoms per model call";
 }
 
 /* ---------------------------------------------------------------------- */
@@ -332,6 +442,9 @@ void PairTaafs::init_style()
     error->all(FLERR, "pair_style taafs: expected newton pair on, got newton pair off");
   if (!d_->model) error->all(FLERR, "pair_style taafs: expected a pair_coeff * * model.pt line");
 
+  if (chunk_request_ == "auto")    // the device is known now
+    chunk_edges_ = d_->model->device().is_cuda() ? AUTO_CHUNK_EDGES_GPU : AUTO_CHUNK_EDGES;
+  report_chunks_ = true;
   const int nthreads = nthreads_ > 0 ? nthreads_ : std::max(1, comm->nthreads);
   at::set_num_threads(nthreads);
 

@@ -11,6 +11,7 @@
 
 #include "pair.h"
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,11 @@ class PairTaafsData;
 
 class PairTaafs : public Pair {
  public:
+  // `chunk auto` (the default): at most this many edges per model call on the CPU, and on a GPU
+  // (which wants large calls; untested); see compute() and doc/pair_taafs.md.
+  static constexpr int64_t AUTO_CHUNK_EDGES = 10000;
+  static constexpr int64_t AUTO_CHUNK_EDGES_GPU = 1000000;
+
   PairTaafs(class LAMMPS *);
   ~PairTaafs() override;
 
@@ -32,11 +38,23 @@ class PairTaafs : public Pair {
 
  protected:
   virtual void allocate();
+  // One model call on centres [begin, end) of d_->centres with n_edges edges in total; adds
+  // energies, forces and per-atom virials, and the global virial into w[6].
+  void compute_chunk(int64_t begin, int64_t end, int64_t n_edges, double *w);
 
   std::unique_ptr<PairTaafsData> d_;    // libtorch state: model, device, reusable buffers
   std::string device_request_;          // "auto" | "cpu" | "cuda" | "cuda:N"
   int nthreads_;                        // torch intra-op threads per MPI rank
   double cutoff_;                       // model cutoff, Å (from the model file)
+  // Centres are evaluated in chunks of consecutive centres (memory grows with the edges of one
+  // model call): at most chunk_atoms_ centres (0 = no limit) and, once a chunk has one centre,
+  // at most chunk_edges_ edges (0 = no limit).  auto: (0, AUTO_CHUNK_EDGES[_GPU], set by
+  // init_style() from the model's device); off: (0, 0); N: (N, 0).
+  int64_t chunk_atoms_;
+  int64_t chunk_edges_;
+  std::string chunk_request_;           // "auto" | "off" | N, as given (for the log)
+  bool report_chunks_;                  // log the chunks of the first step of a run (rank 0)
+  std::string chunk_description() const;    // e.g. "chunk auto: at most 10000 edges per model call"
   std::vector<int> species_of_type_;    // [ntypes+1] model species index of each type, -1 = NULL
 };
 
