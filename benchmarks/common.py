@@ -287,10 +287,11 @@ def spread(xs: list) -> float | None:
 
 
 def export_model(config: dict, path: Path, note: str = "untrained weights (speed benchmark)") -> Path:
-    """Build ``config`` with mdval.nn.build_model and export it (serving mode), once per path."""
+    """Build ``config`` with mdval.nn.build_model and export it (serving mode) to ``path``.
+
+    Always written afresh: the serving code is inside the model file, so a file left by an
+    older mdval would measure the older code."""
     path = Path(path)
-    if path.exists():
-        return path
     from mdval.deploy import export
     from mdval.nn import build_model
 
@@ -300,13 +301,12 @@ def export_model(config: dict, path: Path, note: str = "untrained weights (speed
 
 
 def compressed_model(path: Path) -> Path:
-    """``mdval compress`` of the model file ``path`` (once), next to it as NAME_compressed.pt."""
+    """``mdval compress`` of the model file ``path``, next to it as NAME_compressed.pt."""
     path = Path(path)
     out = path.with_name(path.stem + "_compressed.pt")
-    if not out.exists():
-        from mdval.deploy.compress import compress_file
+    from mdval.deploy.compress import compress_file
 
-        compress_file(path, out)
+    compress_file(path, out)  # afresh, as export_model
     return out
 
 
