@@ -134,7 +134,8 @@ def run_ase(atoms, potential, settings: ProtocolSettings, output_dir, *, calcula
     checkpoint in ``output_dir`` the run continues from it.
     """
     from ase.io import write
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md import velocitydistribution as velocities
+    from ase.md.velocitydistribution import Stationary
 
     potential = potential if isinstance(potential, res.Potential) else res.Potential(str(potential))
     out = Path(output_dir)
@@ -158,7 +159,9 @@ def run_ase(atoms, potential, settings: ProtocolSettings, output_dir, *, calcula
     else:
         for name in (res.THERMO_FILE, res.TRAJECTORY_FILE, res.RESULTS_FILE, CHECKPOINT_FILE):
             (out / name).unlink(missing_ok=True)
-        MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature_K, rng=rng)
+        # ASE >= 3.29 names it thermalize_momenta (MaxwellBoltzmannDistribution is deprecated).
+        thermalize = getattr(velocities, "thermalize_momenta", velocities.MaxwellBoltzmannDistribution)
+        thermalize(atoms, temperature_K=settings.temperature_K, rng=rng)
         Stationary(atoms)
         step, volume0 = 0, float(atoms.get_volume())
     monitor = StabilityMonitor(settings.limits, temperature_K=settings.temperature_K, reference_volume_A3=volume0)
