@@ -109,6 +109,42 @@ def test_lr_and_prefactor_schedules():
     assert w0.label_scale == 10.0 and w0.slope_recovery == 0.5
 
 
+def test_loss_energy_and_virial_terms_are_deepmd_normalised():
+    """L_e = mean_f ΔE_f² / N_f and L_v = mean ΔW² / N_f (DeePMD-kit's atom_norm · mean ΔE²),
+    not the per-atom square (ΔE/N)²: with the per-atom square DeePMD's prefactors weigh the
+    energy N times less against the forces (found on mlearn Si: crystal and melt energies left
+    ~100 meV/atom apart). Frames of 4 and 8 atoms, known offsets on energy and virial labels."""
+    from conftest import small_model
+    from mdval.data.batch import make_batch
+    from mdval.train.loss import compute_loss, predict
+    from mdval.train.strategy import LossWeights
+
+    model = small_model()
+    frames = []
+    for k, size in enumerate([(1, 1, 1), (2, 1, 1)]):
+        atoms = fcc_cu(size, rattle=0.1, seed=k)
+        n = len(atoms)
+        frames.append(Frame(atoms.get_chemical_symbols(), atoms.positions, atoms.cell.array,
+                            [True] * 3, energy=0.0, forces=np.zeros((n, 3)), virial=np.zeros((3, 3))))
+    pred = predict(model, make_batch(frames, ["Cu"], model.cutoff), create_graph=False)
+    de, dw = np.array([0.3, -0.5]), np.array([0.2, 0.7])  # prediction - label (eV)
+    for k, frame in enumerate(frames):
+        frame.energy = float(pred["energy"][k]) - de[k]
+        frame.forces = pred["forces"].detach().numpy()[4 * k:4 * k + len(frame.symbols)].copy()
+        frame.virial = pred["virial"][k].detach().numpy() - dw[k]
+    batch = make_batch(frames, ["Cu"], model.cutoff)
+    n = np.array([4.0, 8.0])
+    for c in (1.0, 10.0):
+        loss, out = compute_loss(model, batch, LossWeights(energy=1.0, forces=0.0, virial=0.0, label_scale=c),
+                                 create_graph=False)
+        assert float(loss) == pytest.approx(np.mean(de ** 2 / n) / c ** 2, rel=1e-9)
+        assert out["rmse_e"] == pytest.approx(np.sqrt(np.mean((de / n) ** 2)), rel=1e-9)  # per atom
+        loss, out = compute_loss(model, batch, LossWeights(energy=0.0, forces=1.0, virial=1.0, label_scale=c),
+                                 create_graph=False)
+        assert float(loss) == pytest.approx(np.mean(dw ** 2 / n) / c ** 2, rel=1e-9)  # forces exact
+        assert out["rmse_v"] == pytest.approx(np.sqrt(np.mean((dw / n) ** 2)), rel=1e-9)
+
+
 def test_energy_shift_least_squares_recovers_per_element_energies():
     from mdval.train.statistics import fit_energy_shift
 

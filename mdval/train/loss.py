@@ -12,10 +12,18 @@ Loss prefactors follow the learning rate (DeePMD):
 Loss for a batch of frames f with N_f atoms, with labels and predictions divided by the label
 scale C (the IReLU paper's rescaling; C = 1 disables it):
 
-    L = p_e · mean_f ((E_f - Ê_f) / (N_f C))²                  energy per atom, (eV/atom)²
+    L = p_e · mean_f (E_f - Ê_f)² / (N_f C²)                   energy, eV²/atom
       + p_f · mean_{i,α} ((F_iα - F̂_iα) / C)²                   force components, (eV/Å)²
-      + p_v · mean_{f with virial, ab} ((W_fab - Ŵ_fab) / (N_f C))²   virial per atom, (eV/atom)²
+      + p_v · mean_{f with virial, ab} (W_fab - Ŵ_fab)² / (N_f C²)   virial, eV²/atom
       + w_s · S,   S = 1 / mean_k exp(mean a_k)                 LAAF slope recovery (Jagtap 2020)
+
+The energy and virial terms are DeePMD-kit's (``atom_norm · pref_e · mean ΔE²``, atom_norm =
+1/N): the squared error of the *total* energy over N, i.e. N_f times the squared per-atom error.
+That is the normalisation DeePMD's prefactors (start_pref_e 0.02, limit_pref_e 1, start_pref_f
+1000, limit_pref_f 1) are tuned for; with the per-atom square ((ΔE/N)²) the energy would weigh
+N times less against the forces (64 times on 64-atom cells), and the energy differences that the
+forces do not fix (crystal against melt, one cell volume against another) are left unfitted.
+The diagnostics ``rmse_e`` and ``rmse_v`` stay per atom.
 """
 
 from __future__ import annotations
@@ -91,19 +99,20 @@ def compute_loss(model, batch, weights: LossWeights, *, create_graph: bool = Tru
     pred = predict(model, batch, create_graph=create_graph, virial=need_virial)
     c = weights.label_scale
     nat = batch.n_atoms_per_frame
-    de = (pred["energy"] - batch.energy) / nat / c
-    loss_e = (de * de).mean()
+    de = (pred["energy"] - batch.energy) / nat / c  # per-atom error (diagnostics)
+    loss_e = (de * de * nat).mean()  # DeePMD: mean_f ΔE_f² / N_f
     mask = batch.has_forces
     df = (pred["forces"][mask] - batch.forces[mask]) / c
     loss_f = (df * df).mean() if df.numel() else torch.zeros((), dtype=de.dtype)
     loss = weights.energy * loss_e + weights.forces * loss_f
-    out = {"rmse_e": math.sqrt(float(loss_e.detach())) * c, "rmse_f": math.sqrt(float(loss_f.detach())) * c}
+    out = {"rmse_e": math.sqrt(float((de * de).mean().detach())) * c,
+           "rmse_f": math.sqrt(float(loss_f.detach())) * c}
     if need_virial:
         vm = batch.has_virial
-        dv = (pred["virial"][vm] - batch.virial[vm]) / nat[vm].view(-1, 1, 1) / c
-        loss_v = (dv * dv).mean()
+        dv = (pred["virial"][vm] - batch.virial[vm]) / nat[vm].view(-1, 1, 1) / c  # per atom
+        loss_v = (dv * dv * nat[vm].view(-1, 1, 1)).mean()  # DeePMD: mean ΔW² / N
         loss = loss + weights.virial * loss_v
-        out["rmse_v"] = math.sqrt(float(loss_v.detach())) * c
+        out["rmse_v"] = math.sqrt(float((dv * dv).mean().detach())) * c
     if weights.slope_recovery > 0:
         s = slope_recovery(model)
         if s is not None:

@@ -17,9 +17,10 @@ from torch import nn
 class LossWeights:
     """Loss prefactors at the current step (DeePMD-style schedules give these).
 
-    - ``energy``: on the energy per atom (eV/atom)^-2;
+    - ``energy``: on ΔE²/N, the squared total-energy error over the atom count (eV²/atom)^-1,
+      as DeePMD-kit (see :mod:`mdval.train.loss`);
     - ``forces``: on force components (eV/Å)^-2;
-    - ``virial``: on the virial per atom (eV/atom)^-2, for frames that have one;
+    - ``virial``: on ΔW²/N per virial component (eV²/atom)^-1, for frames that have one;
     - ``slope_recovery``: weight of the LAAF slope-recovery term (0 disables it);
     - ``label_scale``: labels and predictions are divided by this (IReLU paper's rescaling,
       a power of ten C; 1 disables it).

@@ -12,8 +12,10 @@ Run folder ``<run.dir>/<run.name>/``::
     model.pt              the exported model (ABI v1) from the best checkpoint, with metadata
     metrics.json          test (and validation) errors of model.pt, data description, timing
 
-Best score: sqrt(p_e,limit · RMSE_e² + p_f,limit · RMSE_f²) on the validation set (RMSE_e in
-eV/atom, RMSE_f in eV/Å), i.e. the loss at the end of the prefactor schedule.
+Best score: sqrt(p_e,limit · N̄ · RMSE_e² + p_f,limit · RMSE_f²) on the validation set (RMSE_e in
+eV/atom, RMSE_f in eV/Å, N̄ the mean atom count of the validation frames), i.e. the loss at the
+end of the prefactor schedule (its energy term is DeePMD's ΔE²/N, see mdval.train.loss; exact
+when the frames have the same size).
 
 Exact resume: the batch order of epoch k is ``default_rng((seed, k)).permutation``, the step
 count, the optimizer state, the lr plan, the torch RNG state and the position inside the epoch
@@ -49,6 +51,9 @@ from mdval.train.statistics import (
 
 #: Steps timed before the lr plan is fixed from the time budget (``schedule_by_time``).
 CALIBRATION_STEPS: int = 10
+#: Steps after that first plan before it is re-made once, at an epoch end, from the measured rate
+#: (the first steps run slower, and validation, shift refit and checkpoints take time too).
+REPLAN_STEPS: int = 50
 
 
 def hash_paths(paths) -> str:
@@ -242,8 +247,9 @@ class Trainer:
     def _score(self, m: dict) -> float:
         loss = self.cfg["loss"]
         e = m["energy_rmse_meV_per_atom"] * 1e-3
+        n_mean = m["n_atoms"] / max(m["n_frames"], 1)
         f = m.get("force_rmse_eV_per_A", 0.0)
-        return math.sqrt(loss["limit_pref_e"] * e * e + loss["limit_pref_f"] * f * f)
+        return math.sqrt(loss["limit_pref_e"] * n_mean * e * e + loss["limit_pref_f"] * f * f)
 
     # ------------------------------------------------------------------ loop
     def _calibrate(self, t_train_start: float) -> None:
@@ -251,12 +257,33 @@ class Trainer:
         budget_s = 60.0 * float(self.cfg["training"]["max_time_min"])
         per_step = (time.perf_counter() - t_train_start) / max(self.step - self._step0, 1)
         steps = int(0.9 * budget_s / per_step)  # leave time for validation
+        self._set_stop_steps(steps)
+        self.calibrated = True
+        self._replan_from = (time.perf_counter(), self.step)
+        self.log(f"lr plan from the time budget: {steps} steps ({per_step * 1e3:.0f} ms/step)")
+
+    def _replan(self, t0: float, budget_s: float) -> None:
+        """Re-make the lr plan once, at an epoch end, from the rate since the first plan.
+
+        The first steps are slow (allocation, warm-up) and an epoch also validates, refits the
+        energy shift and checkpoints, so the first plan can be off by tens of percent either way
+        (stop_lr reached at 80 % of the budget, or never). The rate measured over the steps since
+        then, epoch overheads included, fixes that; the lr moves by a few percent at most.
+        """
+        t_from, step_from = self._replan_from
+        per_step = (time.perf_counter() - t_from) / max(self.step - step_from, 1)
+        remaining_s = budget_s - (self._elapsed0 + time.perf_counter() - t0)
+        steps = self.step + int(0.98 * max(remaining_s, 0.0) / per_step)
+        self._set_stop_steps(steps)
+        self._replan_from = None
+        self.log(f"lr plan re-made after epoch {self.epoch}: {self.schedule.stop_steps} steps "
+                 f"({per_step * 1e3:.1f} ms/step with validation)")
+
+    def _set_stop_steps(self, steps: int) -> None:
         steps = max(min(steps, int(self.cfg["training"]["epochs"]) * self.steps_per_epoch), self.step + 1)
         self.schedule = LRSchedule(self.schedule.start_lr, self.schedule.stop_lr, steps,
                                    self.schedule.decay_steps)
         self.strategy.schedule = self.schedule
-        self.calibrated = True
-        self.log(f"lr plan from the time budget: {steps} steps ({per_step * 1e3:.0f} ms/step)")
 
     def _epoch(self, t0: float, budget_s: float) -> tuple[dict, bool]:
         """One epoch (or its remainder); returns (train metrics, stopped by the time budget)."""
@@ -336,6 +363,7 @@ class Trainer:
         if self.resume:
             self._trim_log()
         self._elapsed0, self._step0 = self.elapsed_s, self.step
+        self._replan_from = None
         t0 = time.perf_counter()
         reason = "epochs"
         while self.epoch < int(tr["epochs"]):
@@ -352,6 +380,8 @@ class Trainer:
             if tr["refit_energy_shift"]:
                 self._refit_energy_shift()
             val = self._evaluate(self.val_frames) if self.val_frames else {}
+            if self._replan_from is not None and self.step - self._replan_from[1] >= REPLAN_STEPS:
+                self._replan(t0, budget_s)
             score = self._score(val) if val else train["loss"]
             best = score < self.best_metric
             if best:
