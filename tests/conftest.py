@@ -84,5 +84,17 @@ def edge_vectors_from(positions, edge_index, shifts, cell):
     return positions[edge_index[1]] - positions[edge_index[0]] + shifts @ cell
 
 
+def numeric_forces(energy, positions: torch.Tensor, h: float = 1e-5) -> torch.Tensor:
+    """-dE/dx by central differences of ``energy(positions) -> float`` (eV, Å), atom by atom."""
+    numeric = torch.zeros_like(positions)
+    for a in range(positions.shape[0]):
+        for c in range(3):
+            plus, minus = positions.clone(), positions.clone()
+            plus[a, c] += h
+            minus[a, c] -= h
+            numeric[a, c] = -(energy(plus) - energy(minus)) / (2 * h)
+    return numeric
+
+
 def species_of(atoms, type_names):
     return torch.tensor([list(type_names).index(s) for s in atoms.get_chemical_symbols()])

@@ -8,7 +8,8 @@ import pytest
 import torch
 from ase import Atoms
 
-from conftest import FLOAT64_EXACT, FLOAT64_FD, ase_edges, edge_vectors_from, fcc_cu, small_model, species_of
+from conftest import (FLOAT64_EXACT, FLOAT64_FD, ase_edges, edge_vectors_from, fcc_cu, numeric_forces, small_model,
+                      species_of)
 from mdval.nn import build_model, count_parameters
 from mdval.nn.forces import energy_forces_virial
 
@@ -76,14 +77,7 @@ def test_forces_match_central_finite_differences(architecture, activation):
     forces = energy_forces_virial(
         model, species, edge_index, edge_vectors_from(pos0, edge_index, shifts, cell), len(atoms)
     )["forces"].detach()
-    h = 1e-5
-    numeric = torch.zeros_like(pos0)
-    for a in range(len(atoms)):
-        for c in range(3):
-            plus, minus = pos0.clone(), pos0.clone()
-            plus[a, c] += h
-            minus[a, c] -= h
-            numeric[a, c] = -(energy(plus) - energy(minus)) / (2 * h)
+    numeric = numeric_forces(energy, pos0)
     scale = forces.abs().max().item()
     assert scale > 1e-3, "forces are trivially zero; the test would prove nothing"
     assert (numeric - forces).abs().max().item() <= FLOAT64_FD * scale
