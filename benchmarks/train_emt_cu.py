@@ -54,7 +54,14 @@ def main(argv=None) -> int:
     data_path = ROOT / cfg["data"]["train"][0]
     generate(GenerateSettings(**cfg["data"]["generate"]), data_path)  # cached after the first run
     procs = {}
+    import shutil
+
     for name in names:
+        # A fresh run each time: `mdval train` refuses a folder that already holds a run, and
+        # the old metrics.json must never be reported as this run's.
+        old_run = ROOT / RUN_DIR / load_config(ROOT / CONFIGS[name])["run"]["name"]
+        if old_run.exists():
+            shutil.rmtree(old_run)
         cmd = [sys.executable, "-m", "mdval", "train", str(ROOT / CONFIGS[name]), "--quiet",
                "--set", f"run.dir='{RUN_DIR}'", "--set", f"training.max_time_min={args.budget_min}"]
         env = dict(os.environ)
@@ -71,8 +78,8 @@ def main(argv=None) -> int:
     for name in names:
         run_name = load_config(ROOT / CONFIGS[name])["run"]["name"]
         metrics_path = ROOT / RUN_DIR / run_name / "metrics.json"
-        if not metrics_path.exists():
-            results[name] = {"error": f"no {metrics_path}; see {RUN_DIR}/{name}.out"}
+        if procs[name].returncode or not metrics_path.exists():
+            results[name] = {"error": f"mdval train exited with {procs[name].returncode}; see {RUN_DIR}/{name}.out"}
             continue
         m = json.loads(metrics_path.read_text())
         results[name] = {
