@@ -129,7 +129,7 @@ def test_loss_energy_and_virial_terms_are_deepmd_normalised():
     pred = predict(model, make_batch(frames, ["Cu"], model.cutoff), create_graph=False)
     de, dw = np.array([0.3, -0.5]), np.array([0.2, 0.7])  # prediction - label (eV)
     for k, frame in enumerate(frames):
-        frame.energy = float(pred["energy"][k]) - de[k]
+        frame.energy = float(pred["energy"][k].detach()) - de[k]
         frame.forces = pred["forces"].detach().numpy()[4 * k:4 * k + len(frame.symbols)].copy()
         frame.virial = pred["virial"][k].detach().numpy() - dw[k]
     batch = make_batch(frames, ["Cu"], model.cutoff)
