@@ -137,11 +137,11 @@ def test_loss_energy_and_virial_terms_are_deepmd_normalised():
     for c in (1.0, 10.0):
         loss, out = compute_loss(model, batch, LossWeights(energy=1.0, forces=0.0, virial=0.0, label_scale=c),
                                  create_graph=False)
-        assert float(loss) == pytest.approx(np.mean(de ** 2 / n) / c ** 2, rel=1e-9)
+        assert float(loss.detach()) == pytest.approx(np.mean(de ** 2 / n) / c ** 2, rel=1e-9)
         assert out["rmse_e"] == pytest.approx(np.sqrt(np.mean((de / n) ** 2)), rel=1e-9)  # per atom
         loss, out = compute_loss(model, batch, LossWeights(energy=0.0, forces=1.0, virial=1.0, label_scale=c),
                                  create_graph=False)
-        assert float(loss) == pytest.approx(np.mean(dw ** 2 / n) / c ** 2, rel=1e-9)  # forces exact
+        assert float(loss.detach()) == pytest.approx(np.mean(dw ** 2 / n) / c ** 2, rel=1e-9)  # forces exact
         assert out["rmse_v"] == pytest.approx(np.sqrt(np.mean((dw / n) ** 2)), rel=1e-9)
 
 
