@@ -32,19 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mdval.nn.deeppot import DEEPPOT_DEFAULTS
+
 RESULTS = Path(__file__).resolve().parent / "results"
-MODEL_CONFIG = {
-    "architecture": "deeppot_se",
-    "type_names": ["Cu"],
-    "cutoff": 6.0,
-    "cutoff_smooth": 0.5,
-    "embedding": [25, 25, 25],
-    "fitting": [50, 50, 50],
-    "axis_neuron": 16,
-    "neighbor_norm": 64.0,
-    "activation": "tanh",
-    "seed": 0,
-}
+MODEL_CONFIG = {**DEEPPOT_DEFAULTS, "type_names": ["Cu"]}  # DeepPot-SE of the DeePMD paper
 GOAL_FRACTION = 0.15
 
 

@@ -62,6 +62,22 @@ def fcc_cu(size=(2, 2, 2), a=3.61, rattle=0.05, seed=0):
     return atoms
 
 
+def emt_cu_frames(n, seed=0):
+    """n labelled frames (EMT energies and forces) of rattled 4-atom fcc Cu cells."""
+    from ase.calculators.emt import EMT
+
+    from mdval.data.frames import Frame
+
+    out = []
+    for k in range(n):
+        atoms = fcc_cu((1, 1, 1), seed=seed + k)
+        atoms.calc = EMT()
+        out.append(Frame(symbols=atoms.get_chemical_symbols(), positions=atoms.positions,
+                         cell=atoms.cell.array, pbc=atoms.pbc, energy=atoms.get_potential_energy(),
+                         forces=atoms.get_forces()))
+    return out
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

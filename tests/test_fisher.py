@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import fcc_cu, small_model
+from conftest import emt_cu_frames, small_model
 
 from mdval.train.fisher import (
     fisher_matrix,
@@ -21,21 +21,6 @@ FLOAT64_ABS = 1e-14  # absolute floor for Fisher entries that are ~0
 EIGEN_REL = 1e-12  # eigvalsh of F vs squared singular values of G, relative to λ_max
 
 
-def _frames(n, seed=0):
-    from ase.calculators.emt import EMT
-
-    from mdval.data.frames import Frame
-
-    out = []
-    for k in range(n):
-        atoms = fcc_cu((1, 1, 1), seed=seed + k)
-        atoms.calc = EMT()
-        out.append(Frame(symbols=atoms.get_chemical_symbols(), positions=atoms.positions,
-                         cell=atoms.cell.array, pbc=atoms.pbc, energy=atoms.get_potential_energy(),
-                         forces=atoms.get_forces()))
-    return out
-
-
 def _tiny_model():
     from mdval.nn import build_model
 
@@ -47,7 +32,7 @@ def _tiny_model():
 def test_fisher_matches_brute_force_outer_products():
     from mdval.data.batch import make_batch
 
-    frames = _frames(5)
+    frames = emt_cu_frames(5)
     model = _tiny_model()
     params = [p for p in model.parameters() if p.requires_grad]
     # brute force: one frame at a time, loss.backward(), .grad, explicit outer products
@@ -92,7 +77,7 @@ def test_fisher_command_on_an_exported_model(tmp_path, capsys):
     model = small_model("behler_parrinello")
     path = export(model, tmp_path / "m.pt", {"optimizer": "rlekf"})
     atoms = []
-    for f in _frames(4):
+    for f in emt_cu_frames(4):
         a = f.to_atoms()
         atoms.append(a)
     write(tmp_path / "d.xyz", atoms, format="extxyz")
@@ -115,7 +100,7 @@ def test_fisher_of_exported_model_equals_eager(tmp_path):
         for name, p in model.named_parameters():
             if "coeffs" in name:
                 p.add_(0.1)
-    batches = [make_batch(_frames(3), ["Cu"], 4.0)]
+    batches = [make_batch(emt_cu_frames(3), ["Cu"], 4.0)]
     eager = fisher_matrix(model, batches)
     loaded = load(export(model, tmp_path / "m.pt"))
     served = fisher_matrix(loaded, batches)

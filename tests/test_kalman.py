@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import fcc_cu, small_model
+from conftest import emt_cu_frames, small_model
 
 from mdval.train.kalman import (
     EKF,
@@ -28,26 +28,11 @@ RIDGE_VS_LSTSQ = 1e-5  # the prior I/p0 moves the solution by ~1/(p0 η σ²)
 TAAFS = "taafs:basis=chebyshev1,scope=layer"
 
 
-def _frames(n, seed=0):
-    from ase.calculators.emt import EMT
-
-    from mdval.data.frames import Frame
-
-    out = []
-    for k in range(n):
-        atoms = fcc_cu((1, 1, 1), seed=seed + k)
-        atoms.calc = EMT()
-        out.append(Frame(symbols=atoms.get_chemical_symbols(), positions=atoms.positions,
-                         cell=atoms.cell.array, pbc=atoms.pbc, energy=atoms.get_potential_energy(),
-                         forces=atoms.get_forces()))
-    return out
-
-
 @pytest.fixture(scope="module")
 def batches():
     from mdval.data.batch import make_batch
 
-    frames = _frames(6)
+    frames = emt_cu_frames(6)
     return [make_batch(frames[:3], ["Cu"], 4.0), make_batch(frames[3:], ["Cu"], 4.0)]
 
 

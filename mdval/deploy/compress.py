@@ -53,8 +53,7 @@ def compress_file(
     if "config" not in meta:
         raise ModelFileError(f"{path}: metadata has no model config, so the model cannot be rebuilt")
     model = build_model(meta["config"])
-    state = {k: v for k, v in model_file.module.state_dict().items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(model_file.module.state_dict(), strict=False)
     if missing or unexpected:
         raise ModelFileError(
             f"{path}: its weights do not match its config (missing {missing}, unexpected "

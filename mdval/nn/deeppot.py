@@ -150,7 +150,9 @@ class DeepPotSE(AtomisticModel):
         s, rows = environment_rows(edge_vectors, self.cutoff_smooth, self.cutoff)
         center_species = species[centers]
         rows = rows / self.row_std[center_species]
-        g = self.embed(s, center_species, species[edge_index[1]])
+        # With one species every neighbour has the centre's species: no second gather.
+        neighbor_species = species[edge_index[1]] if self.n_types > 1 else center_species
+        g = self.embed(s, center_species, neighbor_species)
         m1 = g.shape[1]
 
         # Per-centre padded rows: T_i = R_i^T G_i by a batched matrix product.

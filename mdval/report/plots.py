@@ -203,18 +203,24 @@ def rdf_plot(reference: dict | None, models: list[dict], path, *, title: str = "
     return _save(fig, path)
 
 
+def _panel_grid(plt, n_panels: int):
+    """A figure with up to 4 panels per row for ``n_panels`` panels; unused panels hidden."""
+    n = max(n_panels, 1)
+    cols = min(n, 4)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.7 * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
 def activation_plot(layers: list[dict], path, *, title: str = "") -> Path:
     """Learned activation curves, one panel per layer, each beside tanh.
 
     Each layer: ``{"name", "z", "y" ([n_z] or [n_z, n_neurons]), "spec"}``.
     """
     plt = _plt()
-    n = max(len(layers), 1)
-    cols = min(n, 4)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.7 * rows), squeeze=False)
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
+    fig, axes = _panel_grid(plt, len(layers))
     for ax, layer in zip(axes.ravel(), layers):
         z, y = np.asarray(layer["z"]), np.asarray(layer["y"])
         ax.plot(z, np.tanh(z), color="0.4", lw=1.2, ls="--", label="tanh")
@@ -242,12 +248,7 @@ def activation_evolution_plot(layers: list[dict], path, *, title: str = "") -> P
     plt = _plt()
     import matplotlib.cm as cm
 
-    n = max(len(layers), 1)
-    cols = min(n, 4)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.7 * rows), squeeze=False)
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
+    fig, axes = _panel_grid(plt, len(layers))
     for ax, layer in zip(axes.ravel(), layers):
         z = np.asarray(layer["z"])
         ax.plot(z, np.tanh(z), color="0.6", lw=1.0, ls="--", label="tanh")
