@@ -225,7 +225,8 @@ def test_make_basis_rejects_non_positive_size():
 
 
 @pytest.mark.parametrize("spec", TAAFS_SPECS + ["taafs:basis=fourier,degree=8,scope=neuron",
-                                                "taafs:basis=fourier,degree=14,scope=layer"])
+                                                "taafs:basis=fourier,degree=14,scope=layer",
+                                                "taafs:basis=chebyshev1,degree=14,scope=layer"])
 def test_serving_mode_has_exact_values_and_first_derivatives(spec):
     """Exported models evaluate TAAFS by value-and-slope; it must equal the full graph."""
     from mdval.nn.activations import set_first_derivative_only

@@ -9,7 +9,9 @@ Every basis is a TorchScript-safe module with
   tanh (DESIGN.md section 4).
 
 Three-term-recurrence families (Legendre, Hermite, Chebyshev of both kinds, Bessel, Jacobi) are
-evaluated by the Clenshaw recurrence. Writing the recurrence as
+evaluated by Horner on their monomial coefficients up to degree 10 (one fused multiply-add per
+degree: the smallest graph for training to differentiate twice) and above it by the Clenshaw
+recurrence, which does not lose accuracy to the growth of the monomial coefficients. Writing the recurrence as
 
     p_0 = 1,  p_{k+1}(a) = (A_k a + B_k) p_k(a) - C_k p_{k-1}(a),   p_{-1} = 0,
 
@@ -75,6 +77,13 @@ class ClenshawBasis(nn.Module):
         return self._identity
 
     def forward(self, a: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        if self.n_coeffs <= 11:
+            # Horner on the monomial coefficients c = theta @ monomial: one fused multiply-add per
+            # degree, so a training step (which differentiates this twice) builds a far smaller
+            # graph than Clenshaw's five ops per degree; for a in [-1, 1] and degree <= 10 the
+            # monomial form loses at most ~1e-13 (Chebyshev: |c_m| <= 2^9 against |y| ~ 1).
+            c = torch.matmul(theta, self.monomial.to(theta.dtype))
+            return _horner(c, a, self.n_coeffs - 1)
         b1 = torch.zeros_like(a)
         b2 = torch.zeros_like(a)
         for k in range(self.n_coeffs - 1, -1, -1):
@@ -220,6 +229,16 @@ class CubicBSpline(nn.Module):
         return y, dy
 
 
+def _horner(coef: torch.Tensor, x: torch.Tensor, degree: int) -> torch.Tensor:
+    """sum_{m <= degree} coef[..., m] x^m by Horner (coef [..., >= degree + 1], broadcast on x)."""
+    if degree == 0:
+        return coef[..., 0].expand_as(x)
+    y = torch.addcmul(coef[..., degree - 1], coef[..., degree], x)
+    for m in range(degree - 2, -1, -1):
+        y = torch.addcmul(coef[..., m], y, x)
+    return y
+
+
 class FourierBasis(nn.Module):
     """theta_0 + theta_1 a + sum_{k=1..n} [theta_{2k} cos(k pi a) + theta_{2k+1} sin(k pi a)]."""
 
@@ -248,42 +267,69 @@ class FourierBasis(nn.Module):
                 mono[k + 1] -= mono[k - 1]
         self.register_buffer("cos_mono", t_mono[1:].contiguous())
         self.register_buffer("sin_mono", u_mono[:n].contiguous())
+        # d/dc of a polynomial as a matrix on its coefficients: (p @ ddc)[m] = (m + 1) p[m + 1]
+        ddc = torch.zeros(n + 1, n + 1, dtype=torch.float64)
+        for m in range(n):
+            ddc[m + 1, m] = float(m + 1)
+        self.register_buffer("ddc", ddc)
+        # multiplication by c and by (1 - c^2), degree kept at n (Q has degree n - 1, so c Q and
+        # (1 - c^2) Q' have degree <= n)
+        times_c = torch.zeros(n + 1, n + 1, dtype=torch.float64)
+        one_minus_c2 = torch.zeros(n + 1, n + 1, dtype=torch.float64)
+        for m in range(n + 1):
+            if m + 1 <= n:
+                times_c[m, m + 1] = 1.0
+            one_minus_c2[m, m] = 1.0
+            if m + 2 <= n:
+                one_minus_c2[m, m + 2] = -1.0
+        self.register_buffer("times_c", times_c)
+        self.register_buffer("one_minus_c2", one_minus_c2)
 
     def identity_coefficients(self) -> List[float]:
         return _identity_from_p1(self.n_coeffs, 0.0, 1.0)
 
     def forward(self, a: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        if self.degree <= 10:
+            # theta_0 + theta_1 a + P(c) + s Q(c) (see __init__): two transcendental calls and
+            # Horner, a much smaller graph for training to differentiate than 2n harmonics
+            x = math.pi * a
+            c = torch.cos(x)
+            p = torch.matmul(theta[..., 2::2], self.cos_mono.to(theta.dtype))
+            q = torch.matmul(theta[..., 3::2], self.sin_mono.to(theta.dtype))
+            y = torch.addcmul(_horner(p, c, self.degree), torch.sin(x), _horner(q, c, self.degree - 1))
+            return y + theta[..., 0] + theta[..., 1] * a
         phase = a.unsqueeze(-1) * self.freqs.to(a.dtype)
         cos_part = (torch.cos(phase) * theta[..., 2::2]).sum(-1)
         sin_part = (torch.sin(phase) * theta[..., 3::2]).sum(-1)
         return theta[..., 0] + theta[..., 1] * a + cos_part + sin_part
 
     def value_and_slope(self, a: torch.Tensor, theta: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """y and dy/da as theta_0 + theta_1 a + P(c) + s Q(c) (see __init__), by Horner.
+        """y and dy/da as polynomials in c = cos(pi a) with a factor s = sin(pi a), by Horner.
 
+        y = theta_0 + theta_1 a + P(c) + s Q(c) (see __init__), and since ds/da = pi c,
+        dc/da = -pi s and s^2 = 1 - c^2,
+        dy/da = theta_1 + pi [c Q(c) - (1 - c^2) Q'(c)] - pi s P'(c) = R(c) - s S(c),
+        so the coefficients of P, Q, R and S are worked out from theta once per call (tiny
+        matrix products) and each element costs cos, sin and four Horner sums.
         Monomial coefficients of T_k grow as 2^k, so above degree 10 (where Horner would lose
         more than ~1e-12) the harmonics are evaluated one by one instead."""
         if self.degree > 10:
             return self._harmonics_value_and_slope(a, theta)
+        dtype = theta.dtype
+        p = torch.matmul(theta[..., 2::2], self.cos_mono.to(dtype))  # [..., n + 1]
+        q = torch.matmul(theta[..., 3::2], self.sin_mono.to(dtype))
+        p[..., 0] += theta[..., 0]
+        dq = torch.matmul(q, self.ddc.to(dtype))
+        r = math.pi * (torch.matmul(q, self.times_c.to(dtype)) - torch.matmul(dq, self.one_minus_c2.to(dtype)))
+        r[..., 0] += theta[..., 1]
+        sp = math.pi * torch.matmul(p, self.ddc.to(dtype))
         x = math.pi * a
         c = torch.cos(x)
         s = torch.sin(x)
-        p = torch.matmul(theta[..., 2::2], self.cos_mono.to(theta.dtype))  # [..., n + 1]
-        q = torch.matmul(theta[..., 3::2], self.sin_mono.to(theta.dtype))
         n = self.degree
-        pv = p[..., n].expand_as(a)
-        dp = torch.zeros_like(a)
-        for m in range(n - 1, -1, -1):
-            dp = torch.addcmul(pv, dp, c)
-            pv = torch.addcmul(p[..., m], pv, c)
-        qv = q[..., n].expand_as(a)
-        dq = torch.zeros_like(a)
-        for m in range(n - 1, -1, -1):
-            dq = torch.addcmul(qv, dq, c)
-            qv = torch.addcmul(q[..., m], qv, c)
-        y = theta[..., 0] + theta[..., 1] * a + pv + s * qv
-        # dc/da = -pi s, ds/da = pi c
-        dy = theta[..., 1] + math.pi * (c * qv - s * (dp + s * dq))
+        y = torch.addcmul(_horner(p, c, n), s, _horner(q, c, n - 1))
+        y = torch.addcmul(y, a, theta[..., 1])
+        dy = torch.addcmul(_horner(r, c, n), s, _horner(sp, c, n - 1), value=-1.0)
         return y, dy
 
     def _harmonics_value_and_slope(self, a: torch.Tensor, theta: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
