@@ -207,16 +207,20 @@ def test_nothing_recomputed_on_unchanged_atoms(model_files):
     calc = Calculator(path)
     calls = []
     evaluate = calc.evaluate
-    calc.evaluate = lambda inputs: calls.append(1) or evaluate(inputs)
+    calc.evaluate = lambda inputs, atom_virial=True: calls.append(atom_virial) or evaluate(inputs, atom_virial)
     atoms = fcc_cu((2, 2, 2))
     atoms.calc = calc
     energy = atoms.get_potential_energy()
-    atoms.get_forces(), atoms.get_stress(), atoms.get_stresses(), atoms.get_potential_energies()
+    atoms.get_forces(), atoms.get_stress(), atoms.get_potential_energies()
     assert calc.get_potential_energy(atoms.copy()) == energy
-    assert len(calls) == 1
+    assert calls == [False]  # per-atom virials not computed: nobody asked for them
+    stresses = atoms.get_stresses()  # asked for: computed once, and they sum to the stress
+    assert np.allclose(stresses.sum(axis=0), atoms.get_stress(), rtol=0, atol=1e-14)
+    atoms.get_stresses(), atoms.get_forces()
+    assert calls == [False, True]
     atoms.positions[0, 0] += 0.01
     assert atoms.get_potential_energy() != energy
-    assert len(calls) == 2
+    assert calls == [False, True, False]
 
 
 # --------------------------------------------------------------------------- bad input
@@ -310,10 +314,11 @@ def test_device_and_threads_options(model_files):
 def all_results(atoms, calc) -> dict:
     atoms = atoms.copy()
     atoms.calc = calc
-    out = {"energy": atoms.get_potential_energy(), "energies": atoms.get_potential_energies(),
-           "forces": atoms.get_forces()}
-    if atoms.pbc.all():
-        out["stress"], out["stresses"] = atoms.get_stress(), atoms.get_stresses()
+    out = {}
+    if atoms.pbc.all():  # first, so that one model call per chunk gives all the properties
+        out["stresses"], out["stress"] = atoms.get_stresses(), atoms.get_stress()
+    out.update(energy=atoms.get_potential_energy(), energies=atoms.get_potential_energies(),
+               forces=atoms.get_forces())
     return out
 
 

@@ -24,8 +24,10 @@ call goes atoms -> inputs -> model -> results:
    xx, yy, zz, yz, xz, xy; shapes [6] and [N, 6]; Σ_i σ_i = σ), the convention of ASE's own
    ``ase.calculators.lj``. Stress is positive when the cell is under tension.
 
-All properties come out of one model call and are cached by ASE's ``check_state``: asking for
-energy, forces and stress of unchanged atoms runs the model once.
+Energy, forces and stress come out of one model call and are cached by ASE's ``check_state``:
+asking for all three of unchanged atoms runs the model once. Per-atom ``stresses`` are computed
+only when asked for (a scatter of 9 numbers per edge that MD does not need); asking for them
+afterwards runs the model again, once.
 
 Choices, documented here and asserted by tests/test_calculator.py:
 
@@ -302,15 +304,16 @@ class Calculator(_AseCalculator):
         )
 
     # ----------------------------------------------------------------- inputs -> model
-    def evaluate(self, inputs: ModelInputs) -> Dict[str, torch.Tensor]:
-        """Energy, per-atom energies, forces, virial and per-atom virial: one autograd call per
-        chunk of centres (one call in all unless the system is larger than a chunk)."""
+    def evaluate(self, inputs: ModelInputs, atom_virial: bool = True) -> Dict[str, torch.Tensor]:
+        """Energy, per-atom energies, forces, virial and (if ``atom_virial``) per-atom virial: one
+        autograd call per chunk of centres (one call in all unless the system is larger than a
+        chunk)."""
         centers = inputs.edge_index[0]
         if self.chunk_atoms is not None or self.chunk_edges is not None:
             counts = torch.bincount(centers, minlength=inputs.n_local).cpu().numpy()
             bounds = chunk_bounds(counts, self.chunk_atoms, self.chunk_edges)
             if len(bounds) > 1:
-                return self._evaluate_chunks(inputs, bounds)
+                return self._evaluate_chunks(inputs, bounds, atom_virial)
         with torch.enable_grad():
             out = energy_forces_virial(
                 self.model,
@@ -320,11 +323,12 @@ class Calculator(_AseCalculator):
                 inputs.n_local,
                 forces=True,
                 virial=True,
-                atom_virial=True,
+                atom_virial=atom_virial,
             )
         return {k: v.detach() for k, v in out.items()}
 
-    def _evaluate_chunks(self, inputs: ModelInputs, bounds: list[tuple[int, int]]) -> Dict[str, torch.Tensor]:
+    def _evaluate_chunks(self, inputs: ModelInputs, bounds: list[tuple[int, int]],
+                         want_atom_virial: bool = True) -> Dict[str, torch.Tensor]:
         """:meth:`evaluate` by chunks of centres [begin, end), one model call each, with the sums
         of energy_forces_virial accumulated. A call gets the chunk's edges and c = end - begin
         local nodes (its centres, renumbered 0..c-1); a neighbour outside the chunk becomes a
@@ -342,7 +346,7 @@ class Calculator(_AseCalculator):
         atom_energy = torch.zeros(n, **f64)
         forces = torch.zeros(n, 3, **f64)
         virial = torch.zeros(3, 3, **f64)
-        atom_virial = torch.zeros(n, 3, 3, **f64)
+        atom_virial = torch.zeros(n, 3, 3, **f64) if want_atom_virial else None
         for begin, end in bounds:
             lo, hi = int(prefix[begin]), int(prefix[end])
             c = end - begin
@@ -363,10 +367,14 @@ class Calculator(_AseCalculator):
             forces.index_add_(0, ci, grad).index_add_(0, nj, -grad)
             edge_virial = -vectors.detach().unsqueeze(2) * grad.unsqueeze(1)  # [E, 3, 3]
             virial += edge_virial.sum(0)
-            half = 0.5 * edge_virial
-            atom_virial.index_add_(0, ci, half).index_add_(0, nj, half)
-        return {"atom_energy": atom_energy, "energy": atom_energy.sum().reshape(1), "forces": forces,
-                "virial": virial.reshape(1, 3, 3), "atom_virial": atom_virial}
+            if atom_virial is not None:
+                half = 0.5 * edge_virial
+                atom_virial.index_add_(0, ci, half).index_add_(0, nj, half)
+        out = {"atom_energy": atom_energy, "energy": atom_energy.sum().reshape(1), "forces": forces,
+               "virial": virial.reshape(1, 3, 3)}
+        if atom_virial is not None:
+            out["atom_virial"] = atom_virial
+        return out
 
     # ----------------------------------------------------------------- model -> results
     @staticmethod
@@ -383,9 +391,10 @@ class Calculator(_AseCalculator):
         if atoms.pbc.all():
             volume = abs(float(np.linalg.det(atoms.cell.array)))
             virial = outputs["virial"].reshape(3, 3).cpu().numpy()
-            atom_virial = outputs["atom_virial"].cpu().numpy()
             results["stress"] = full_3x3_to_voigt_6_stress(-virial / volume)
-            results["stresses"] = full_3x3_to_voigt_6_stress(-atom_virial / volume).reshape(-1, 6)
+            if "atom_virial" in outputs:
+                atom_virial = outputs["atom_virial"].cpu().numpy()
+                results["stresses"] = full_3x3_to_voigt_6_stress(-atom_virial / volume).reshape(-1, 6)
         return results
 
     def _empty_results(self, atoms) -> dict:
@@ -420,5 +429,7 @@ class Calculator(_AseCalculator):
             self.results = self._empty_results(atoms)
             return
         inputs = self.inputs(atoms)
-        outputs = self.evaluate(inputs)
+        # Per-atom virials ("stresses") cost a scatter of 9 numbers per edge; only when asked
+        # (ASE calls calculate() again for a property missing from the results).
+        outputs = self.evaluate(inputs, atom_virial="stresses" in properties)
         self.results = self.results_from(outputs, atoms)
