@@ -35,6 +35,7 @@ def _check_against_ase(positions, cell, pbc, cutoff):
     assert np.all(np.linalg.norm(nl.vectors, axis=1) < cutoff)
     assert not np.any((nl.centers == nl.neighbors) & ~nl.shifts.any(axis=1))
     assert nl.centers.dtype == np.int64 and nl.shifts.dtype == np.int64
+    assert np.all(np.diff(nl.centers) >= 0)  # grouped by centre (the chunked calculator relies on it)
     return nl
 
 
