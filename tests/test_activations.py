@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -143,7 +145,8 @@ def test_laaf_starts_as_base_and_slope_recovery():
 
 
 def test_known_basis_values():
-    """Clenshaw sums against closed forms: T_3, U_2, P_2, H_2, Bessel y_2, Jacobi(0,0) = P_2."""
+    """Basis sums (Horner up to degree 10, Clenshaw above) against closed forms: T_3, U_2, P_2, H_2,
+    Bessel y_2, Jacobi(0,0) = P_2, T_12 = cos(12 acos a), and Fourier cos(2 pi a), sin(3 pi a)."""
     a = torch.linspace(-1, 1, 41, dtype=torch.float64).reshape(-1, 1)
     z = torch.atanh(a.clamp(-1 + 1e-15, 1 - 1e-15))
     cases = {
@@ -166,6 +169,18 @@ def test_known_basis_values():
         jac.coeffs.zero_()
         jac.coeffs[2] = 1.0
     assert torch.allclose(jac(z), (3 * torch.tanh(z) ** 2 - 1) / 2, atol=1e-12)
+    a_used = torch.tanh(z)
+    t12 = make_activation("taafs:basis=chebyshev1,degree=12", 1)
+    with torch.no_grad():
+        t12.coeffs.zero_()
+        t12.coeffs[12] = 1.0
+    assert torch.allclose(t12(z), torch.cos(12 * torch.acos(a_used)), atol=1e-12)
+    for index, expected in ((4, torch.cos(2 * math.pi * a_used)), (7, torch.sin(3 * math.pi * a_used))):
+        fourier = make_activation("taafs:basis=fourier,degree=3", 1)  # theta_{2k} cos, theta_{2k+1} sin
+        with torch.no_grad():
+            fourier.coeffs.zero_()
+            fourier.coeffs[index] = 1.0
+        assert torch.allclose(fourier(z), expected, atol=1e-12), index
 
 
 def test_bspline_partition_of_unity():

@@ -76,38 +76,51 @@ def _check_inputs(positions, cell, pbc, cutoff) -> tuple[np.ndarray, np.ndarray,
     return positions, cell, pbc
 
 
+def _as_int64(index: np.ndarray) -> np.ndarray:
+    """vesin's uint64 indices as int64 (a view: indices are far below 2^63)."""
+    if index.dtype == np.uint64:
+        return index.view(np.int64)
+    return index.astype(np.int64, copy=False)
+
+
 def neighbor_list(positions, cell, pbc, cutoff: float) -> NeighborList:
     """Full neighbour list of atoms at ``positions`` (Å, [N, 3]) in ``cell`` (Å, rows are the
     cell vectors) with periodicity ``pbc`` (3 booleans, any subset), within ``cutoff`` (Å).
 
-    O(N) cell list (vesin); the edges come grouped by centre. Triclinic cells and cells smaller than the cutoff are supported;
-    along non-periodic directions the cell vector is ignored (it may be zero) and the shift is 0.
+    O(N) cell list (vesin); the edges come grouped by centre. Triclinic cells and cells smaller
+    than the cutoff are supported; along non-periodic directions the cell vector is ignored (it
+    may be zero) and the shift is 0.
     """
     positions, cell, pbc = _check_inputs(positions, cell, pbc, cutoff)
     n_atoms = positions.shape[0]
     if n_atoms == 0:
         empty = np.zeros(0, dtype=np.int64)
         return NeighborList(empty, empty.copy(), np.zeros((0, 3), np.int64), np.zeros((0, 3)), float(cutoff))
-    # vesin's own sorting costs more than the search at 10^5 atoms; its cell-list order already
-    # groups the edges by centre in practice, and a stable sort by centre restores that if not.
+    # Edges grouped by centre: vesin's unsorted (cell-list) order and a stable sort by centre cost
+    # less than vesin's own full (i, j) sort. With copy=False the arrays are vesin's buffers, so
+    # every one is copied (gathered or converted) before the calculator goes away.
     calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=False, n_threads=1)
-    i, j, shifts = calculator.compute(positions, cell, pbc.tolist(), quantities="ijS", copy=True)
-    i = np.asarray(i, dtype=np.int64)
-    j = np.asarray(j, dtype=np.int64)
-    shifts = np.asarray(shifts, dtype=np.int64).reshape(-1, 3)
+    i, j, shifts = calculator.compute(positions, cell, pbc.tolist(), quantities="ijS", copy=False)
+    i = _as_int64(np.asarray(i))
+    j = _as_int64(np.asarray(j))
+    shifts = np.asarray(shifts).reshape(-1, 3)
     if i.size > 1 and (i[1:] < i[:-1]).any():
         order = np.argsort(i, kind="stable")
-        i, j, shifts = i[order], j[order], shifts[order]
+        j, shifts = j[order], shifts[order]
+        i = np.repeat(np.arange(n_atoms, dtype=np.int64), np.bincount(i, minlength=n_atoms))
+    else:
+        i, j, shifts = i.copy(), j.copy(), shifts.copy()
+    shifts = shifts.astype(np.int64, copy=False)
     # Vectors from our own formula, so they are exactly r_j - r_i + S @ cell in float64; S @ cell
     # only where S != 0 (most edges of a large cell), which gives the same bits 4x faster.
     vectors = np.take(positions, j, axis=0)
     vectors -= np.take(positions, i, axis=0)
-    shifted = np.flatnonzero(shifts.any(axis=1))
+    is_shifted = shifts.any(axis=1)
+    shifted = np.flatnonzero(is_shifted)
     if shifted.size:
         vectors[shifted] += shifts[shifted].astype(np.float64) @ cell
-    # vesin's cutoff test may differ from ours in the last bit; keep the contract exact.
     keep = np.einsum("ed,ed->e", vectors, vectors) < float(cutoff) ** 2
-    keep &= ~((i == j) & ~shifts.any(axis=1))
+    keep &= ~((i == j) & ~is_shifted)
     if not keep.all():
         i, j, shifts, vectors = i[keep], j[keep], shifts[keep], vectors[keep]
     return NeighborList(i, j, shifts, vectors, float(cutoff))
