@@ -68,7 +68,8 @@ def config_summary(path: Path) -> dict:
     m, loss, lr = cfg["model"], cfg.get("loss", {}), cfg.get("learning_rate", {})
     return {"embedding": m.get("embedding"), "fitting": m.get("fitting"), "axis_neuron": m.get("axis_neuron"),
             "cutoff": m.get("cutoff"), "cutoff_smooth": m.get("cutoff_smooth"),
-            "neighbor_norm": m.get("neighbor_norm"), "loss": loss, "learning_rate": lr,
+            "neighbor_norm": m.get("neighbor_norm"), "descriptor_centering": m.get("descriptor_centering", False),
+            "loss": loss, "learning_rate": lr,
             "batch_size": cfg.get("training", {}).get("batch_size", 1)}
 
 
@@ -210,7 +211,8 @@ def markdown(rep: dict) -> str:
     c = s.get("config_summary", {})
     loss, lr = c.get("loss", {}), c.get("learning_rate", {})
     model = (f"embedding {c.get('embedding')}, fitting {c.get('fitting')}, axis {c.get('axis_neuron')}, "
-             f"rcut {c.get('cutoff')} Å (smooth from {c.get('cutoff_smooth')} Å)")
+             f"rcut {c.get('cutoff')} Å (smooth from {c.get('cutoff_smooth')} Å)"
+             + (", descriptor centred as DeePMD-kit's" if c.get("descriptor_centering") else ""))
     training = (f"Adam lr {lr.get('start_lr')} → {lr.get('stop_lr')} over the budget, batch {c.get('batch_size')}, "
                 f"loss prefactors e {loss.get('start_pref_e')} → {loss.get('limit_pref_e')}, "
                 f"f {loss.get('start_pref_f')} → {loss.get('limit_pref_f')} (energy term ΔE²/N, as DeePMD-kit)")

@@ -37,12 +37,24 @@ SMALL_BEHLER = {
 
 
 def small_model(architecture: str = "deeppot_se", type_names=("Cu",), activation="tanh", seed=0):
-    """A small float64 model with random weights (randomised energy shift and stats off)."""
+    """A small float64 model with random weights (randomised energy shift and stats off).
+
+    ``architecture`` "deeppot_se_centered": DeepPot-SE with descriptor_centering and non-trivial
+    descriptor statistics (with zero s_mean the centring would change nothing)."""
     from mdval.nn import build_model
 
-    base = SMALL_DEEPPOT if architecture == "deeppot_se" else SMALL_BEHLER
+    centered = architecture == "deeppot_se_centered"
+    base = SMALL_DEEPPOT if architecture in ("deeppot_se", "deeppot_se_centered") else SMALL_BEHLER
     cfg = {**base, "type_names": list(type_names), "activation": activation, "seed": seed}
+    if centered:
+        cfg["descriptor_centering"] = True
     model = build_model(cfg)
+    if centered:  # statistics of the size a real Cu/O sample gives, so the centring matters
+        with torch.no_grad():
+            model.s_mean.copy_(torch.linspace(0.30, 0.36, len(type_names), dtype=torch.float64))
+            model.s_std.fill_(0.09)
+            model.row_std[:, 0] = 0.09
+            model.row_std[:, 1:] = 0.2
     # Perturb TAAFS/LAAF parameters away from their tanh start so tests exercise the bases.
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():

@@ -21,9 +21,9 @@ TOLERANCE = 1e-10
 INHERITED = 1e-7
 
 
-def cu_o_model(activation: str, seed: int = 3):
+def cu_o_model(activation: str, seed: int = 3, centered: bool = False):
     """Two species with different descriptor statistics per centre species (as after training)."""
-    model = small_model("deeppot_se", ["Cu", "O"], activation, seed=seed)
+    model = small_model("deeppot_se_centered" if centered else "deeppot_se", ["Cu", "O"], activation, seed=seed)
     with torch.no_grad():
         model.s_mean.copy_(torch.tensor([0.25, 0.35], dtype=torch.float64))
         model.s_std.copy_(torch.tensor([0.08, 0.12], dtype=torch.float64))
@@ -45,9 +45,10 @@ def evaluate(model, species, ei, shifts, cell, positions):
     return energy_forces_virial(model, species, ei, vec, len(species))
 
 
+@pytest.mark.parametrize("centered", [False, True])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_tabulated_model_matches_the_exact_nets(activation):
-    model = cu_o_model(activation)
+def test_tabulated_model_matches_the_exact_nets(activation, centered):
+    model = cu_o_model(activation, centered=centered)
     tab, report = tabulate(model, tolerance=TOLERANCE)
     assert isinstance(tab, TabulatedDeepPotSE)
     assert report["max_relative_error"] <= TOLERANCE

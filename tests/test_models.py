@@ -13,7 +13,7 @@ from conftest import (FLOAT64_EXACT, FLOAT64_FD, ase_edges, edge_vectors_from, f
 from mdval.nn import build_model, count_parameters
 from mdval.nn.forces import energy_forces_virial
 
-ARCHITECTURES = ["deeppot_se", "behler_parrinello"]
+ARCHITECTURES = ["deeppot_se", "behler_parrinello", "deeppot_se_centered"]
 ACTIVATIONS = [
     "tanh",
     "taafs:basis=bspline,grid=5,scope=layer",
@@ -233,3 +233,42 @@ def test_no_atoms_and_no_edges(architecture):
     lonely = model(torch.zeros(2, dtype=torch.long), torch.zeros(2, 0, dtype=torch.long),
                    torch.zeros(0, 3, dtype=torch.float64), 2)
     assert lonely.shape == (2,) and torch.equal(lonely[0], lonely[1])
+
+
+def test_centred_descriptor_is_deepmd_padded_slots():
+    """descriptor_centering is DeePMD-kit's environment matrix: rows (R - davg) / dstd over
+    N_c = neighbor_norm slots, the empty slots holding s = 0, i.e. (-davg / dstd, 0, 0, 0) with
+    G(0). Built here slot by slot, independently of the model's per-edge form."""
+    from mdval.nn.deeppot import environment_rows
+
+    model = small_model("deeppot_se_centered", ["Cu"], "tanh", seed=2)
+    atoms = fcc_cu((2, 2, 2), rattle=0.1, seed=5)
+    ei, s, cell = ase_edges(atoms, model.cutoff)
+    vec = edge_vectors_from(torch.tensor(atoms.positions), ei, s, cell)
+    species = species_of(atoms, ["Cu"])
+    n_slots = int(model.neighbor_norm)
+    sj, rows = environment_rows(vec, model.cutoff_smooth, model.cutoff)
+    mean, std_s, std_r = model.s_mean[0], model.row_std[0, 0], model.row_std[0, 1]
+    zero_s = torch.zeros(1, dtype=torch.float64)
+    one = torch.zeros(1, dtype=torch.long)
+    with torch.no_grad():
+        g0 = model.embed(zero_s, one, one)[0]
+        expected = []
+        for i in range(len(atoms)):
+            mine = ei[0] == i
+            n_i = int(mine.sum())
+            assert n_i <= n_slots
+            r = rows[mine] / torch.stack([std_s, std_r, std_r, std_r])
+            r[:, 0] -= mean / std_s
+            g = model.embed(sj[mine], species[ei[0][mine]], species[ei[1][mine]])
+            empty = torch.zeros(n_slots - n_i, 4, dtype=torch.float64)
+            empty[:, 0] = -mean / std_s
+            t = (r.T @ g + empty.T @ g0.expand(n_slots - n_i, -1)) / n_slots
+            d = (t.T @ t[:, : model.axis_neuron]).reshape(1, -1)
+            expected.append(model.fitting(d, species[i : i + 1]))
+        got = model(species, ei, vec, len(atoms))
+    assert (got - torch.cat(expected)).abs().max().item() <= FLOAT64_EXACT
+    uncentred = small_model("deeppot_se", ["Cu"], "tanh", seed=2)
+    uncentred.load_state_dict(model.state_dict())
+    with torch.no_grad():  # the same weights and statistics without centring give other energies
+        assert (uncentred(species, ei, vec, len(atoms)) - got).abs().max().item() > 1e-3

@@ -38,6 +38,7 @@ DEEPPOT_DEFAULTS: dict = {
     "fitting": [50, 50, 50],
     "axis_neuron": 16,
     "neighbor_norm": 64.0,
+    "descriptor_centering": False,
     "activation": "tanh",
     "embedding_activation": None,
     "fitting_activation": None,
@@ -83,6 +84,7 @@ class DeepPotSE(AtomisticModel):
         self.cutoff_smooth: float = float(cfg["cutoff_smooth"])
         self.axis_neuron: int = int(cfg["axis_neuron"])
         self.neighbor_norm: float = float(cfg["neighbor_norm"])
+        self.centered: bool = bool(cfg["descriptor_centering"])
         generator = torch.Generator().manual_seed(int(cfg["seed"]))
         builder = ActivationBuilder()
         self.embedding_nets = nn.ModuleList(
@@ -138,6 +140,30 @@ class DeepPotSE(AtomisticModel):
                 g = g.index_copy(0, idx, net(s_in.index_select(0, idx)))
         return g
 
+    def _centering_terms(self, species: torch.Tensor, centers: torch.Tensor, center_species: torch.Tensor,
+                         neighbor_species: torch.Tensor, n_local: int) -> torch.Tensor:
+        """Row-0 terms [n_local, M1] of DeePMD-kit's centred environment matrix.
+
+        DeePMD-kit normalises the s column as (s - davg) / dstd over a fixed number of neighbour
+        slots, and an empty slot (s = 0) holds -davg / dstd times G(0). With mu = davg / dstd
+        and N_c = ``neighbor_norm`` slots,
+            N_c T_i,0 = sum_j [(s_j/dstd - mu) G_j + mu G_j(0)] - N_c mu G_ii(0),
+        so every edge adds exactly (s_j/dstd - mu) G_j + mu G_j(0), which is zero at s = 0: an
+        edge that leaves the cutoff fades out smoothly, as in an unpadded sum. The first part is
+        in the batched product; this returns the rest, sum_j mu G_j(0) - N_c mu G_ii(0).
+        G(0) comes from the same embed() as G, so a tabulated model stays consistent."""
+        n = self.n_types
+        mu = self.s_mean / self.row_std[:, 0]
+        pair_c = torch.arange(n * n, device=species.device) // n
+        pair_n = torch.arange(n * n, device=species.device) % n
+        zero = torch.zeros(n * n, dtype=self.s_mean.dtype, device=species.device)
+        g0 = self.embed(zero, pair_c, pair_n) * mu[pair_c].unsqueeze(1)  # mu_c G_{c,t}(0), [n*n, M1]
+        per_edge = g0.index_select(0, center_species * n + neighbor_species)
+        out = torch.zeros(n_local, g0.shape[1], dtype=g0.dtype, device=g0.device)
+        out = out.index_add(0, centers, per_edge)
+        own = species[:n_local] * (n + 1)  # the (c, c) pair of each centre
+        return out - self.neighbor_norm * g0.index_select(0, own)
+
     def forward(
         self,
         species: torch.Tensor,
@@ -154,6 +180,10 @@ class DeepPotSE(AtomisticModel):
         neighbor_species = species[edge_index[1]] if self.n_types > 1 else center_species
         g = self.embed(s, center_species, neighbor_species)
         m1 = g.shape[1]
+        if self.centered:
+            # DeePMD-kit's (R - davg) / dstd with N_c padded slots (see _centering_terms).
+            mu = self.s_mean / self.row_std[:, 0]
+            rows = torch.cat([rows[:, :1] - mu[center_species].unsqueeze(1), rows[:, 1:]], dim=1)
 
         # Per-centre padded rows: T_i = R_i^T G_i by a batched matrix product.
         slots, width = edge_slots(centers, n_local)
@@ -162,6 +192,9 @@ class DeepPotSE(AtomisticModel):
         g_pad = torch.zeros(n_local, width, m1, dtype=g.dtype, device=g.device)
         g_pad = g_pad.index_put((centers, slots), g)
         t = torch.bmm(rows_pad.transpose(1, 2), g_pad) / self.neighbor_norm  # [n, 4, M1]
+        if self.centered:
+            pad = self._centering_terms(species, centers, center_species, neighbor_species, n_local)
+            t = torch.cat([t[:, :1, :] + (pad / self.neighbor_norm).unsqueeze(1), t[:, 1:, :]], dim=1)
         d = torch.bmm(t.transpose(1, 2), t[:, :, : self.axis_neuron])  # [n, M1, M2]
         descriptor = d.reshape(n_local, m1 * self.axis_neuron)
         return self.fitting(descriptor, species[:n_local])
