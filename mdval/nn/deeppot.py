@@ -17,6 +17,12 @@ energy model for finite and extended systems".
 
 An edge with r >= rcut has s = 0, so its row is zero and it adds exactly nothing; normalisation of
 the embedding input shifts only G, never the row, so this holds after normalisation too.
+
+``descriptor_centering`` (default off, for files written before it existed) uses DeePMD-kit's own
+normalisation instead: the s column becomes (s - davg)/dstd over N_c neighbour slots, with the
+empty slots at s = 0 (see DeepPotSE._centering_terms). Without it the s column is all positive,
+so T_i carries a large common part and D's 1024 features a large common offset against small
+differences between atoms. An edge at or beyond the cutoff still adds nothing (to rounding).
 """
 
 from __future__ import annotations
