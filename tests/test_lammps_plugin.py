@@ -401,7 +401,8 @@ run 0
 
 
 @pytest.mark.parametrize("nprocs", [1, 2])
-@pytest.mark.parametrize("architecture", ["deeppot_se", "deeppot_se compressed", "behler_parrinello"])
+@pytest.mark.parametrize("architecture", ["deeppot_se", "deeppot_se compressed", "behler_parrinello",
+                                          "deeppot_se_centered", "deeppot_se_centered compressed"])
 def test_parity_with_ase_calculator_on_real_models(tmp_path, architecture, nprocs):
     """LAMMPS (pair_style taafs) against mdval.Calculator on the same exported model: a real
     DeepPot-SE with per-layer TAAFS or a Behler-Parrinello model, Cu/O, triclinic, shuffled ids.
