@@ -218,6 +218,7 @@ def main(argv=None) -> int:
         Path(args.record).write_text(json.dumps(record))
         return 0
     RESULTS.mkdir(parents=True, exist_ok=True)
+    load_before = [round(x, 2) for x in __import__("os").getloadavg()]
     load_data(args.frames)  # generate once before the runs
     records = []
     passthrough = ["--frames", str(args.frames), "--adam-epochs", str(args.adam_epochs),
@@ -245,15 +246,17 @@ def main(argv=None) -> int:
     for act, opt, rec_path in jobs:
         records.append(json.loads(rec_path.read_text()))
     summary, md = summarise(records)
-    import platform
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import common
 
-    import torch
-
-    out = {"settings": vars(args) | {"model": MODEL, "torch": torch.__version__,
-                                     "machine": platform.processor() or platform.machine()},
-           "summary": summary, "runs": records}
-    (RESULTS / "optimizers.json").write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / "optimizers.md").write_text(md)
+    out = {"benchmark": "optimizers", "created": common.now(), "machine": common.machine(),
+           "versions": common.versions(), "load_before": load_before, "load_after": common.load(),
+           "settings": vars(args) | {"model": MODEL}, "summary": summary, "runs": records}
+    title, rest = md.split("\n", 1)
+    md = f"{title} ({out['created']})\n\n{common.header_line(out)}\n{rest}"
+    if args.reuse:
+        md += "\n(--reuse: runs recorded earlier in benchmarks/.cache were summarised again.)\n"
+    common.write_results("optimizers", out, md)
     print(md)
     return 0
 
