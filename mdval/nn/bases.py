@@ -11,7 +11,8 @@ Every basis is a TorchScript-safe module with
 Three-term-recurrence families (Legendre, Hermite, Chebyshev of both kinds, Bessel, Jacobi) are
 evaluated by Horner on their monomial coefficients up to degree 10 (one fused multiply-add per
 degree: the smallest graph for training to differentiate twice) and above it by the Clenshaw
-recurrence, which does not lose accuracy to the growth of the monomial coefficients. Writing the recurrence as
+recurrence, which does not lose accuracy to the growth of the monomial coefficients. Writing the
+recurrence as
 
     p_0 = 1,  p_{k+1}(a) = (A_k a + B_k) p_k(a) - C_k p_{k-1}(a),   p_{-1} = 0,
 
