@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 NAME = "accuracy_mlearn"
-MLEARN = common.ROOT.parent / "shared" / "data" / "mlearn"
+MLEARN = common.MLEARN
 CONFIG = common.ROOT / "models" / "configs" / "si_mlearn_tanh_adam.toml"
 ELEMENTS = ["Si", "Li"]
 
@@ -73,10 +73,13 @@ def config_summary(path: Path) -> dict:
             "batch_size": cfg.get("training", {}).get("batch_size", 1)}
 
 
-def snap_metrics(element: str, preset: str) -> dict:
+def snap_predictions(element: str, preset: str) -> dict:
+    """A Zuo et al. SNAP potential on test.json in LAMMPS: ``pred`` (mdval Predictions, energies
+    per atom in eV), ``label`` and ``error`` (test energy per atom and its error, meV/atom) and
+    ``groups`` (structure group of each frame)."""
     from mdval.data.mlearn import read_mlearn
     from mdval.data.teachers import lammps_calculator, lammps_preset
-    from mdval.deploy.evaluate import Predictions, error_metrics
+    from mdval.deploy.evaluate import Predictions
 
     frames = read_mlearn(MLEARN / element / "test.json")
     calc = lammps_calculator(lammps_preset(preset))
@@ -92,6 +95,15 @@ def snap_metrics(element: str, preset: str) -> dict:
         nat.append(n)
     pred = Predictions(np.array(e_l), np.array(e_p), np.concatenate(f_l), np.concatenate(f_p),
                        np.zeros((0, 3, 3)), np.zeros((0, 3, 3)), np.array(nat))
+    return {"pred": pred, "label": (1e3 * np.array(e_l)).tolist(),
+            "error": (1e3 * (np.array(e_p) - np.array(e_l))).tolist(),
+            "groups": [f.info.get("group", "?") for f in frames]}
+
+
+def snap_metrics(element: str, preset: str) -> dict:
+    from mdval.deploy.evaluate import error_metrics
+
+    pred = snap_predictions(element, preset)["pred"]
     return {**error_metrics(pred), "groups": group_metrics(pred, groups_of(element))}
 
 
@@ -146,6 +158,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.elements, args.budget_min = ["Si"], 0.3
+    missing = [str(MLEARN / el / f) for el in args.elements for f in ("training.json", "test.json")
+               if not (MLEARN / el / f).is_file()]
+    if missing:
+        print(f"mlearn data not found: {', '.join(missing)}; put the mlearn data set next to the repository "
+              "(../shared/data/mlearn/<element>/) or set MDVAL_MLEARN_DIR to its folder", file=sys.stderr)
+        return 2
     work = common.RUNS / NAME
     work.mkdir(parents=True, exist_ok=True)
     load_before = common.load()
@@ -203,6 +221,10 @@ def main(argv=None) -> int:
     text = markdown(report)
     common.write_results(NAME, report, text, quick=args.quick)
     print(text)
+    failed = [f"{el} {name}" for el, models in results.items() for name, m in models.items() if "error" in m]
+    if failed:  # written as results above; the exit status says the run is incomplete
+        print("failed:", "; ".join(failed), file=sys.stderr)
+        return 1
     return 0
 
 

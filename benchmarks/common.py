@@ -27,6 +27,9 @@ BENCH = ROOT / "benchmarks"
 RESULTS_DIR = BENCH / "results"
 RESULTS_MD = BENCH / "RESULTS.md"
 RUNS = BENCH / "runs"
+#: The mlearn DFT data of Zuo et al. 2020 (training.json / test.json per element): next to the
+#: repository as ../shared/data/mlearn, or wherever MDVAL_MLEARN_DIR points.
+MLEARN = Path(os.environ.get("MDVAL_MLEARN_DIR") or ROOT.parent / "shared" / "data" / "mlearn")
 VENV_BIN = Path(sys.executable).parent
 LMP = str(VENV_BIN / "lmp")
 MPIRUN = str(VENV_BIN / "mpirun")

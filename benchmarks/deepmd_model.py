@@ -28,6 +28,22 @@ from common import DEEPMD_VENV, PEER_MODEL, ROOT, RUNS  # noqa: E402
 
 WORK = RUNS / "deepmd_cu"
 DATA = ROOT / "data" / "cu_emt_600.xyz"
+#: The config whose [data] generate table describes DATA (the EMT-Cu set mdval's models train on).
+DATA_CONFIG = ROOT / "models" / "configs" / "cu_emt_tanh_adam.toml"
+
+
+def ensure_data() -> Path:
+    """DATA, generated with the settings of DATA_CONFIG if a fresh clone does not have it yet
+    (data/ is not in git; ``mdval train`` of that config would generate the same file)."""
+    if not DATA.exists():
+        import tomllib
+
+        from mdval.data.generate import GenerateSettings, generate
+
+        settings = GenerateSettings(**tomllib.loads(DATA_CONFIG.read_text())["data"]["generate"])
+        print(f"generating {DATA} ({settings.n_frames} frames, {settings.reference})", flush=True)
+        generate(settings, DATA, progress=False)
+    return DATA
 
 
 def install_hint() -> str:
@@ -99,7 +115,7 @@ def prepare(steps: int = 300, force: bool = False) -> dict:
         status = json.loads(status_file.read_text())
         if status.get("steps") == steps and Path(status["frozen"]).exists():
             return status
-    systems = convert(DATA, WORK / "data")
+    systems = convert(ensure_data(), WORK / "data")
     (WORK / "input.json").write_text(json.dumps(input_json(systems, steps), indent=1))
     dp(["train", "input.json"], WORK, "train.log")
     dp(["freeze", "-o", "frozen.pb"], WORK, "freeze.log")
