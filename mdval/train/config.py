@@ -65,6 +65,12 @@ SCHEMA: dict[str, dict] = {
         # every epoch (the fitting nets have no output bias, so this is how the energy baseline
         # follows the network; DeePMD-kit's change-bias idea).
         "refit_energy_shift": True,
+        # At the end, solve the readout (last linear layer + energy shifts) by least squares for
+        # the training loss at its final prefactors, the network below frozen
+        # (mdval.train.readout); readout_ridge (eV²/atom per unit weight²) keeps it near the
+        # trained weights.
+        "readout_refit": False,
+        "readout_ridge": 1e-4,
     },
 }
 
@@ -146,6 +152,15 @@ def check_config(cfg: dict, where: str = "config") -> None:
     for key in ("epochs", "batch_size"):
         if not isinstance(tr[key], int) or tr[key] < 1:
             raise ValueError(f"{where}: training.{key} must be a positive integer, got {tr[key]!r}")
+    if not isinstance(tr["readout_refit"], bool):
+        raise ValueError(f"{where}: training.readout_refit must be true or false, got {tr['readout_refit']!r}")
+    if not isinstance(tr["readout_ridge"], (int, float)) or tr["readout_ridge"] < 0:
+        raise ValueError(f"{where}: training.readout_ridge must be a number >= 0 (eV²/atom per unit weight²), "
+                         f"got {tr['readout_ridge']!r}")
+    if tr["readout_refit"] and (cfg["loss"]["start_pref_v"] > 0 or cfg["loss"]["limit_pref_v"] > 0):
+        raise ValueError(f"{where}: training.readout_refit fits energies and forces only, but the loss has a "
+                         "virial term (loss.start_pref_v / limit_pref_v > 0); set readout_refit = false or "
+                         "drop the virial term")
     lr = cfg["learning_rate"]
     if not (lr["start_lr"] > 0 and lr["stop_lr"] > 0):
         raise ValueError(f"{where}: learning_rate.start_lr and stop_lr must be > 0, got "

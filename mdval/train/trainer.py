@@ -56,6 +56,11 @@ CALIBRATION_STEPS: int = 10
 REPLAN_STEPS: int = 50
 
 
+def _mae_pair(m: dict) -> dict:
+    """The energy and force MAE of an error_metrics dict (rounded, for logs)."""
+    return {k: round(m[k], 4) for k in ("energy_mae_meV_per_atom", "force_mae_eV_per_A") if k in m}
+
+
 def hash_paths(paths) -> str:
     """sha256 over the bytes of the data files (a folder: its files in sorted order)."""
     digest = hashlib.sha256()
@@ -236,6 +241,24 @@ class Trainer:
         baseline = network_energies(self.model, frames, neighbor_cache=self.cache)
         set_energy_shift(self.model, fit_energy_shift(frames, self.model.type_names, baseline))
 
+    def _refit_readout(self) -> dict:
+        """Least-squares readout at the loss prefactors of the last step (mdval.train.readout)."""
+        from mdval.train.readout import refit_readout
+
+        w = loss_weights(self.cfg["loss"], self.schedule, self.step)
+        ridge = float(self.cfg["training"]["readout_ridge"])
+        before = _mae_pair(self._evaluate(self.val_frames)) if self.val_frames else {}
+        self.log(f"readout refit on {len(self.train_frames)} training frames (p_e {w.energy:.3g}, "
+                 f"p_f {w.forces:.3g}, ridge {ridge:g}) ...")
+        t = time.perf_counter()
+        out = refit_readout(self.model, self.train_frames, self.model.type_names, pref_e=w.energy,
+                            pref_f=w.forces, ridge=ridge, neighbor_cache=self.cache)
+        out["seconds"] = round(time.perf_counter() - t, 1)
+        out["validation_before"] = before
+        self.log(f"readout refit: training loss {out['train_loss_before']:.4g} -> {out['train_loss_after']:.4g}, "
+                 f"weights moved {out['weight_change']:.2f}x their norm, {out['seconds']} s")
+        return out
+
     def _evaluate(self, frames) -> dict:
         from mdval.deploy.evaluate import error_metrics, predict_frames
 
@@ -413,15 +436,26 @@ class Trainer:
         best = self.ckpt_dir / "best.pt"
         if best.exists():
             self.model.load_state_dict(load_checkpoint(best)["model"])
+        refit = self._refit_readout() if self.cfg["training"]["readout_refit"] else None
         precompute_neighbors(self.test_frames, self.model.cutoff, self.cache)
         test = self._evaluate(self.test_frames) if self.test_frames else {}
         val = self._evaluate(self.val_frames) if self.val_frames else {}
         metrics = {"test": test, "validation": val}
+        if refit is not None:
+            refit["validation_after"] = _mae_pair(val)
+            metrics["readout_refit"] = refit
+            self.log(f"readout refit: validation E MAE {refit['validation_before'].get('energy_mae_meV_per_atom')} -> "
+                     f"{refit['validation_after'].get('energy_mae_meV_per_atom')} meV/atom, F MAE "
+                     f"{refit['validation_before'].get('force_mae_eV_per_A')} -> "
+                     f"{refit['validation_after'].get('force_mae_eV_per_A')} eV/Å")
         meta = {"optimizer": self.optimizer_name, "training_data": self.training_data,
                 "metrics": {"split": "test", **test},
                 "training": {"epochs": self.epoch, "steps": self.step, "best_epoch": self.best_epoch,
                              "wall_time_s": round(self.elapsed_s, 1), "stopped_by": reason,
-                             "seed": self.seed}}
+                             "seed": self.seed,
+                             **({"readout_refit": {k: refit[k] for k in ("ridge", "pref_e", "pref_f",
+                                                                         "train_loss_before", "train_loss_after")}}
+                                if refit else {})}}
         model_path = export(self.model, self.run_dir / "model.pt", meta)
         summary = {"run": self.name, "model": str(model_path), "stopped_by": reason,
                    "epochs": self.epoch, "steps": self.step, "best_epoch": self.best_epoch,
