@@ -63,22 +63,22 @@ def test_refit_is_the_minimum_of_the_training_loss(architecture, activation):
     before = float(loss0.detach())
     out = refit_readout(model, frames, model.type_names, pref_e=PREF_E, pref_f=PREF_F, ridge=0.0)
     after = loss_of(model, frames)
-    assert float(after) < before
+    assert float(after.detach()) < before
     assert out["train_loss_before"] == pytest.approx(before, rel=1e-9)
-    assert out["train_loss_after"] == pytest.approx(float(after), rel=1e-9)
+    assert out["train_loss_after"] == pytest.approx(float(after.detach()), rel=1e-9)
     for g in torch.autograd.grad(after, weights):
         assert float(g.abs().max()) < 1e-6 * scale, (float(g.abs().max()), scale)
     h = 1e-4
     for t in range(2):
         with torch.no_grad():
             model.fitting.energy_shift[t] += h
-        up = float(loss_of(model, frames))
+        up = float(loss_of(model, frames).detach())
         with torch.no_grad():
             model.fitting.energy_shift[t] -= 2 * h
-        down = float(loss_of(model, frames))
+        down = float(loss_of(model, frames).detach())
         with torch.no_grad():
             model.fitting.energy_shift[t] += h
-        assert abs(up - down) / (2 * h) < 1e-6 * max(1.0, float(after)), (t, up, down)
+        assert abs(up - down) / (2 * h) < 1e-6 * max(1.0, float(after.detach())), (t, up, down)
 
 
 def test_ridge_keeps_the_weights_near_the_trained_ones():
