@@ -70,7 +70,9 @@ def config_summary(path: Path) -> dict:
             "cutoff": m.get("cutoff"), "cutoff_smooth": m.get("cutoff_smooth"),
             "neighbor_norm": m.get("neighbor_norm"), "descriptor_centering": m.get("descriptor_centering", False),
             "loss": loss, "learning_rate": lr,
-            "batch_size": cfg.get("training", {}).get("batch_size", 1)}
+            "batch_size": cfg.get("training", {}).get("batch_size", 1),
+            "readout_refit": cfg.get("training", {}).get("readout_refit", False),
+            "readout_ridge": cfg.get("training", {}).get("readout_ridge", 1e-4)}
 
 
 def snap_predictions(element: str, preset: str) -> dict:
@@ -142,6 +144,8 @@ def model_metrics(run: Path, element: str) -> dict:
     metrics.update({k: m.get(k) for k in ("epochs", "steps", "best_epoch", "wall_time_s", "stopped_by")})
     val = m.get("validation", {})
     metrics["validation"] = {k: val.get(k) for k in ("energy_mae_meV_per_atom", "force_mae_eV_per_A")}
+    if "readout_refit" in m:  # training.readout_refit: what the least-squares readout changed
+        metrics["readout_refit"] = m["readout_refit"]
     metrics["groups"] = group_metrics(pred, groups_of(element))
     return metrics
 
@@ -237,7 +241,9 @@ def markdown(rep: dict) -> str:
              + (", descriptor centred as DeePMD-kit's" if c.get("descriptor_centering") else ""))
     training = (f"Adam lr {lr.get('start_lr')} → {lr.get('stop_lr')} over the budget, batch {c.get('batch_size')}, "
                 f"loss prefactors e {loss.get('start_pref_e')} → {loss.get('limit_pref_e')}, "
-                f"f {loss.get('start_pref_f')} → {loss.get('limit_pref_f')} (energy term ΔE²/N, as DeePMD-kit)")
+                f"f {loss.get('start_pref_f')} → {loss.get('limit_pref_f')} (energy term ΔE²/N, as DeePMD-kit)"
+                + (f"; then the least-squares readout refit (training.readout_refit, ridge {c.get('readout_ridge')})"
+                   if c.get("readout_refit") else ""))
     lines = [f"# Accuracy on mlearn DFT data: DeepPot-SE vs SNAP / qSNAP ({rep['created']})", "",
              common.header_line(rep), "",
              f"DeepPot-SE ({s['config']}: {model}; {training}) trained for a wall-time budget of "
@@ -270,6 +276,20 @@ def markdown(rep: dict) -> str:
             lines.append(f"| {name} | " + " | ".join(
                 f"{m['groups'][g]['energy_mae_meV_per_atom']:.1f} ({m['groups'][g]['energy_bias_meV_per_atom']:+.1f})"
                 for g in names) + " |")
+    refits = [(el, name, m["readout_refit"]) for el, models in rep["results"].items()
+              for name, m in models.items() if "readout_refit" in m]
+    if refits:
+        lines += ["", "Readout refit at the end of each training (validation split, before → after; the refit "
+                  "time is on top of the training budget):", "",
+                  "| data | model | train loss | val E MAE meV/atom | val F MAE eV/Å | refit s |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for el, name, r in refits:
+            vb, va = r.get("validation_before", {}), r.get("validation_after", {})
+            lines.append(f"| {el} | {name} | {r['train_loss_before']:.4g} → {r['train_loss_after']:.4g} | "
+                         f"{vb.get('energy_mae_meV_per_atom', float('nan')):.2f} → "
+                         f"{va.get('energy_mae_meV_per_atom', float('nan')):.2f} | "
+                         f"{vb.get('force_mae_eV_per_A', float('nan')):.4f} → "
+                         f"{va.get('force_mae_eV_per_A', float('nan')):.4f} | {r.get('seconds', '')} |")
     not_run = [el for el in ELEMENTS if el not in s.get("elements", ELEMENTS)]
     lines += ["", "Target: MAE on mlearn Si at or below quadratic SNAP's. The TAAFS family is "
               f"{s['taafs']} ({s['taafs_choice']})."]
