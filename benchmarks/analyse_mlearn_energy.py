@@ -255,7 +255,7 @@ def markdown(rep: dict) -> str:
                     lines.append(f"| {name} {tag} | {s} | " + " | ".join(
                         f"{gm[g]['mae']:.1f} ({gm[g]['bias']:+.1f}) n={gm[g]['n']}" if g in gm else "" for g in groups)
                         + " |")
-        lines += ["", f"![{el} test energy errors]({Path(res['residual_png']).relative_to('benchmarks')})"]
+        lines += ["", f"![{el} test energy errors]({Path(res['residual_png']).relative_to('benchmarks')})", ""]
     return "\n".join(lines)
 
 
