@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,18 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.j
 # The test systems are tiny: one intra-op thread avoids thread-pool overhead on the 2-core CI
 # machine (measured up to 30x slower with 2 threads under load). Test-suite setting only.
 torch.set_num_threads(1)
+
+
+def mlearn_dir() -> Path:
+    """The mlearn DFT data (Zuo et al. 2020): MDVAL_MLEARN_DIR, else ../shared/data/mlearn next
+    to the repository (as benchmarks/common.py), else this workplace's /work/shared copy."""
+    for candidate in (os.environ.get("MDVAL_MLEARN_DIR"),
+                      Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mlearn",
+                      "/work/shared/data/mlearn"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    raise FileNotFoundError("mlearn data not found: set MDVAL_MLEARN_DIR to the folder with <element>/test.json")
+
 
 #: Small but real model configs, covering both architectures and several activations.
 SMALL_DEEPPOT = {

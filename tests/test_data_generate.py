@@ -11,6 +11,7 @@ from mdval.cli import main
 from mdval.data.generate import GenerateSettings, generate, read_settings_hash
 from mdval.data.readers import read_frames
 from mdval.data.teachers import lammps_preset, make_teacher
+from conftest import mlearn_dir
 
 FD_STEP = 1e-5
 FD_RTOL = 1e-5  # central differences on a smooth potential
@@ -106,7 +107,7 @@ def test_mlearn_virial_sign_agrees_with_the_zuo_snap_potential():
     """The SNAP potential fitted to mlearn Cu must give W of the same sign as our reading of
     ``virial_stress`` on the strongly strained Elastic frames."""
     calc, _ = make_teacher("lammps:Cu_Zuo_JPCA2020.snap")
-    frames = read_frames("/work/shared/data/mlearn/Cu/test.json")
+    frames = read_frames(mlearn_dir() / "Cu" / "test.json")
     strained = [f for f in frames if f.info.get("group") == "Elastic" and np.abs(np.diag(f.virial)).max() > 20.0]
     assert len(strained) >= 4
     for frame in strained:

@@ -11,6 +11,7 @@ from ase import units
 from mdval.data.frames import Frame, validate_frames
 from mdval.data.mlearn import KBAR_IN_EV_PER_A3
 from mdval.data.readers import detect_format, read_frames
+from conftest import mlearn_dir
 
 FLOAT64_ATOL = 1e-10
 
@@ -128,7 +129,7 @@ def test_mlearn_json_virial_sign_and_units(tmp_path):
 
 
 def test_real_mlearn_cu_compressed_frames_have_positive_virial():
-    frames = read_frames("/work/shared/data/mlearn/Cu/test.json")
+    frames = read_frames(mlearn_dir() / "Cu" / "test.json")
     elastic = [f for f in frames if f.info.get("group") == "Elastic" and "mode 1," in f.info.get("description", "")]
     strains = np.array([float(f.info["description"].split("strain")[1]) for f in elastic])
     w_xx = np.array([f.virial[0, 0] for f in elastic])
