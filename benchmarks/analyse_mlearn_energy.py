@@ -68,7 +68,7 @@ def analyse(run: Path, element: str, log=print) -> dict:
     from mdval.data.mlearn import read_mlearn
     from mdval.train.checkpoint import load_checkpoint, model_from_checkpoint
     from mdval.train.loss import prefactor
-    from mdval.train.readout import frame_features, readout_layers, readout_vector, solve_readout, training_loss
+    from mdval.train.readout import count_columns, frame_features, readout_vector, solve_readout, training_loss
 
     state = load_checkpoint(run / "checkpoints" / "best.pt")
     model = model_from_checkpoint(state)
@@ -90,8 +90,7 @@ def analyse(run: Path, element: str, log=print) -> dict:
                 "validation": [features(frames[i]) for i in splits["validation"]],
                 "test": [features(f) for f in test_frames]}
     x0 = readout_vector(model)  # the best checkpoint: before any refit at the end of training
-    counts = np.zeros(x0.size, dtype=bool)
-    counts[np.cumsum([layer.in_features + 1 for layer in readout_layers(model)]) - 1] = True
+    counts = count_columns(model)
     check = max(abs(d["H"] @ x0 - d["E_model"]) for d in sets["test"])
     if check > 1e-8:
         raise RuntimeError(f"readout features do not reproduce the model's energies (max |ΔE| {check:.2e} eV)")
@@ -209,10 +208,7 @@ def runs_table(runs: list[Path], element: str) -> int:
     report = {"benchmark": NAME + "_runs", "created": common.now(), "machine": common.machine(),
               "versions": common.versions(), "element": element, "runs": rows}
     text = "\n".join(lines)
-    for suffix, body in ((".json", json.dumps(report, indent=1) + "\n"), (".md", text + "\n")):
-        path = common.RESULTS_DIR / f"{NAME}_runs{suffix}"
-        path.with_suffix(".tmp").write_text(body)
-        path.with_suffix(".tmp").replace(path)
+    common.write_results(NAME + "_runs", report, text, section=False)
     print(text)
     return 0
 

@@ -34,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "benchmarks" / ".cache"
@@ -218,7 +221,7 @@ def main(argv=None) -> int:
         Path(args.record).write_text(json.dumps(record))
         return 0
     RESULTS.mkdir(parents=True, exist_ok=True)
-    load_before = [round(x, 2) for x in __import__("os").getloadavg()]
+    load_before = common.load()
     load_data(args.frames)  # generate once before the runs
     records = []
     passthrough = ["--frames", str(args.frames), "--adam-epochs", str(args.adam_epochs),
@@ -246,9 +249,6 @@ def main(argv=None) -> int:
     for act, opt, rec_path in jobs:
         records.append(json.loads(rec_path.read_text()))
     summary, md = summarise(records)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import common
-
     out = {"benchmark": "optimizers", "created": common.now(), "machine": common.machine(),
            "versions": common.versions(), "load_before": load_before, "load_after": common.load(),
            "settings": vars(args) | {"model": MODEL}, "summary": summary, "runs": records}

@@ -132,10 +132,11 @@ def header_line(report: dict) -> str:
             f"{report.get('load_after', '?')} after; {v}")
 
 
-def write_results(name: str, report: dict, markdown: str, quick: bool = False) -> None:
+def write_results(name: str, report: dict, markdown: str, quick: bool = False, section: bool = True) -> None:
     """benchmarks/results/<name>.json and .md (atomic), and a section appended to RESULTS.md.
 
-    A ``--quick`` smoke run writes results/<name>_quick.* only and leaves RESULTS.md alone."""
+    A ``--quick`` smoke run writes results/<name>_quick.* only and leaves RESULTS.md alone;
+    ``section=False`` writes results/<name>.* only."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     if quick:
         name += "_quick"
@@ -144,7 +145,7 @@ def write_results(name: str, report: dict, markdown: str, quick: bool = False) -
         tmp = RESULTS_DIR / (name + suffix + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, RESULTS_DIR / (name + suffix))
-    if quick:
+    if quick or not section:
         return
     write_section(markdown, report)
 

@@ -8,8 +8,9 @@ taafs_cost, scaling, accuracy_mlearn, optimizers (bench_optimizers.py, owned by 
 work; its Markdown is appended here), lammps (bench_lammps.py) and calculator
 (bench_calculator.py), and the profile of one model call (profile_deeppot.py, plain and
 with common.MALLOC_ENV). The long training benchmark train_emt_cu.py and the diagnosis
-analyse_mlearn_energy.py (it reads the runs of accuracy_mlearn) are run by hand. With ``--quick`` every script that has a smoke mode runs it (results/*_quick.*, RESULTS.md
-untouched); optimizers, lammps and calculator are skipped then.
+analyse_mlearn_energy.py (it reads the runs of accuracy_mlearn) are run by hand. With ``--quick``
+every script that has a smoke mode runs it (results/*_quick.*, RESULTS.md untouched);
+optimizers, lammps and calculator are skipped then.
 """
 
 from __future__ import annotations

@@ -96,6 +96,14 @@ def frame_features(model, frame, type_names: Sequence[str], cutoff: float, neigh
             "F_label": np.asarray(frame.forces, dtype=np.float64).reshape(-1), "E_model": float(energy.detach())}
 
 
+def count_columns(model) -> np.ndarray:
+    """Boolean mask of the energy-shift (atom count) entries in the layout of :func:`readout_vector`."""
+    widths = [layer.in_features + 1 for layer in readout_layers(model)]
+    mask = np.zeros(sum(widths), dtype=bool)
+    mask[np.cumsum(widths) - 1] = True
+    return mask
+
+
 def readout_vector(model) -> np.ndarray:
     """Current (w_0, e'_0, w_1, e'_1, ...) in the layout of :func:`frame_features`, where e'_t is the
     energy shift plus the output bias (if the layer has one)."""
@@ -165,12 +173,7 @@ def refit_readout(model, frames, type_names: Sequence[str], *, pref_e: float, pr
         data = [frame_features(model, f, type_names, model.cutoff, neighbor_cache) for f in frames]
     model.train(was_training)
     x0 = readout_vector(model)
-    counts = np.zeros(x0.size, dtype=bool)
-    k0 = 0
-    for layer in readout_layers(model):
-        k0 += layer.in_features
-        counts[k0] = True
-        k0 += 1
+    counts = count_columns(model)
     worst = max(abs(d["H"] @ x0 - d["E_model"]) for d in data)
     if worst > 1e-6 * max(1.0, max(abs(d["E_model"]) for d in data)):
         raise RuntimeError(f"readout refit: the features do not reproduce the model's energies "

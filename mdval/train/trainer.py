@@ -448,14 +448,13 @@ class Trainer:
                      f"{refit['validation_after'].get('energy_mae_meV_per_atom')} meV/atom, F MAE "
                      f"{refit['validation_before'].get('force_mae_eV_per_A')} -> "
                      f"{refit['validation_after'].get('force_mae_eV_per_A')} eV/Å")
+        training = {"epochs": self.epoch, "steps": self.step, "best_epoch": self.best_epoch,
+                    "wall_time_s": round(self.elapsed_s, 1), "stopped_by": reason, "seed": self.seed}
+        if refit is not None:
+            training["readout_refit"] = {k: refit[k] for k in ("ridge", "pref_e", "pref_f", "train_loss_before",
+                                                               "train_loss_after")}
         meta = {"optimizer": self.optimizer_name, "training_data": self.training_data,
-                "metrics": {"split": "test", **test},
-                "training": {"epochs": self.epoch, "steps": self.step, "best_epoch": self.best_epoch,
-                             "wall_time_s": round(self.elapsed_s, 1), "stopped_by": reason,
-                             "seed": self.seed,
-                             **({"readout_refit": {k: refit[k] for k in ("ridge", "pref_e", "pref_f",
-                                                                         "train_loss_before", "train_loss_after")}}
-                                if refit else {})}}
+                "metrics": {"split": "test", **test}, "training": training}
         model_path = export(self.model, self.run_dir / "model.pt", meta)
         summary = {"run": self.name, "model": str(model_path), "stopped_by": reason,
                    "epochs": self.epoch, "steps": self.step, "best_epoch": self.best_epoch,
