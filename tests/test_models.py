@@ -8,7 +8,7 @@ import pytest
 import torch
 from ase import Atoms
 
-from conftest import (FLOAT64_EXACT, FLOAT64_FD, ase_edges, edge_vectors_from, fcc_cu, numeric_forces, small_model,
+from conftest import (FLOAT64_EXACT, FLOAT64_FD, FLOAT64_ROUNDING, ase_edges, edge_vectors_from, fcc_cu, numeric_forces, small_model,
                       species_of)
 from mdval.nn import build_model, count_parameters
 from mdval.nn.forces import energy_forces_virial
@@ -232,7 +232,10 @@ def test_no_atoms_and_no_edges(architecture):
     assert empty.shape == (0,)
     lonely = model(torch.zeros(2, dtype=torch.long), torch.zeros(2, 0, dtype=torch.long),
                    torch.zeros(0, 3, dtype=torch.float64), 2)
-    assert lonely.shape == (2,) and torch.equal(lonely[0], lonely[1])
+    # Two isolated atoms of one species: the same energy, computed in two rows of one matrix
+    # product (MKL rounds rows differently on AVX2), so equal to rounding, not bitwise.
+    assert lonely.shape == (2,) and torch.isfinite(lonely).all()
+    assert abs(lonely[0] - lonely[1]) <= FLOAT64_ROUNDING * abs(lonely[1])
 
 
 def test_centred_descriptor_is_deepmd_padded_slots():

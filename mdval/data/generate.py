@@ -24,12 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from mdval import fileio
 
 #: Bump when the recipe changes, so that caches written by an older recipe are not reused.
 RECIPE_VERSION: int = 1
@@ -182,16 +182,6 @@ def read_settings_hash(path) -> str | None:
     return None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def generate(settings: GenerateSettings, out, *, force: bool = False, progress: bool = True) -> Path:
@@ -227,6 +217,6 @@ def generate(settings: GenerateSettings, out, *, force: bool = False, progress: 
     provenance = {"settings": asdict(settings), "settings_hash": settings_hash, "teacher": description,
                   "recipe_version": RECIPE_VERSION, "mdval_version": __version__, "n_frames": len(frames),
                   "units": {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (ASE sign)"}}
-    _write_atomic(out.with_name(out.name + ".provenance.json"), json.dumps(provenance, indent=1))
-    _write_atomic(out, buffer.getvalue())
+    fileio.write_json(out.with_name(out.name + ".provenance.json"), provenance)
+    fileio.write_text(out, buffer.getvalue())
     return out

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from mdval import fileio
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "validation", "test")
 
@@ -42,11 +42,7 @@ def save_splits(path, splits: dict[str, np.ndarray], *, seed: int, fractions=Non
         "data": data or {},
         **{name: [int(i) for i in splits[name]] for name in SPLIT_NAMES},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(record, handle, indent=1)
-    os.replace(tmp, path)
+    fileio.write_json(path, record)
 
 
 def load_splits(path) -> dict[str, np.ndarray]:

@@ -11,12 +11,8 @@ Metrics, over frames f with N_f atoms, force components (i, α) and virial compo
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -115,14 +111,3 @@ def evaluate_model_file(model_path, data_paths, *, format: str | None = None, ba
     with torch.enable_grad():
         pred = predict_frames(model, frames, model.type_names, model.cutoff, batch_size=batch_size)
     return error_metrics(pred), pred, model.metadata
-
-
-def write_json_atomic(path, obj) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(obj, handle, indent=1)
-    os.replace(tmp, path)
-    return path

@@ -16,7 +16,6 @@ import copy
 import datetime as _dt
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mdval import fileio
 from mdval import __version__
 from mdval.abi import ABI_VERSION, COMPUTE_DTYPES, METADATA_FILENAME, REQUIRED_METADATA_KEYS
 from mdval.nn.activations import set_first_derivative_only
@@ -111,18 +111,9 @@ def export(
         module = Float32Model(module)
     with quiet_torchscript():
         scripted = torch.jit.script(module)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with quiet_torchscript():
-            torch.jit.save(scripted, tmp, _extra_files={METADATA_FILENAME: json.dumps(meta, indent=1)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with fileio.atomic_path(path) as tmp, quiet_torchscript():
+        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILENAME: json.dumps(meta, indent=1)})
+    return Path(path)
 
 
 def read_metadata(path: str | os.PathLike) -> dict:

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from ase import units
 
+from mdval import fileio
 from mdval.md import results as res
 from mdval.md.protocols import ProtocolSettings, RunResult
 from mdval.md.stability import Failure, StabilityMonitor
@@ -79,14 +79,7 @@ def _make_dynamics(atoms, settings: ProtocolSettings, phase: str, rng):
 
 
 def _pickle_atomic(path: Path, data) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(data, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    fileio.write_bytes(path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _state_row(atoms, step: int, settings: ProtocolSettings, phase: str) -> dict:
@@ -112,7 +105,7 @@ def _truncate_outputs(out: Path, step: int) -> None:
     if thermo.exists():
         lines = thermo.read_text().splitlines(keepends=True)
         kept = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",", 1)[0]) <= step]
-        res.write_atomic(thermo, "".join(kept))
+        fileio.write_text(thermo, "".join(kept))
     traj = out / res.TRAJECTORY_FILE
     if traj.exists():
         try:

@@ -34,6 +34,7 @@ from pathlib import Path
 from string import Template
 
 
+from mdval import fileio
 from mdval.md import results as res
 from mdval.md.ase_engine import finish
 from mdval.md.protocols import ProtocolSettings, RunResult
@@ -250,7 +251,7 @@ def run_lammps(atoms, potential, settings: ProtocolSettings, output_dir, *, np: 
     res.write_json_atomic(state_path, {"segments": segment, "volume0_A3": volume0, "elements": elements})
     text = render_input(settings, potential, elements, structure=structure, velocity=velocity, start_step=start_step,
                         volume0_A3=volume0, segment=segment, lost=lost)
-    res.write_atomic(out / f"in.{segment}.lammps", text)
+    fileio.write_text(out / f"in.{segment}.lammps", text)
     command = [executable("lmp"), "-nocite", "-in", f"in.{segment}.lammps", "-log", f"log.{segment}.lammps",
                "-screen", "none"]
     if np > 1:
@@ -275,7 +276,7 @@ def run_lammps(atoms, potential, settings: ProtocolSettings, output_dir, *, np: 
                           f"{' | '.join(tail)}", last_step, last_step * dt_ps)
     if failure is not None:  # keep rows up to the failure
         rows = [r for r in rows if r["step"] <= failure.step] or rows
-    res.write_atomic(out / res.THERMO_FILE, res.thermo_csv(rows))
+    fileio.write_text(out / res.THERMO_FILE, res.thermo_csv(rows))
     _trajectory(out, settings)
     extra = {"resumed_from_step": resumed_from, "mpi_ranks": np, "command": " ".join(command[-8:]),
              "input": f"in.{segment}.lammps", **(provenance_extra or {})}

@@ -25,16 +25,14 @@ import csv
 import datetime as _dt
 import hashlib
 import io
-import json
-import os
 import platform
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from mdval import fileio
 from mdval.md import observables as obs
 
 THERMO_COLUMNS: tuple[str, ...] = ("step", "time_ps", "phase", "epot_eV", "ekin_eV", "etot_eV", "temperature_K",
@@ -100,18 +98,6 @@ def provenance(potential: Potential, engine: str, settings, extra: dict | None =
             **(extra or {})}
 
 
-def write_atomic(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and a rename (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _jsonable(value):
@@ -130,7 +116,8 @@ def _jsonable(value):
 
 
 def write_json_atomic(path, data: dict) -> None:
-    write_atomic(path, json.dumps(_jsonable(data), indent=1))
+    """Write ``data`` as JSON atomically, numpy values as plain numbers and non-finite floats as null."""
+    fileio.write_json(path, _jsonable(data))
 
 
 def thermo_csv(rows: list[dict]) -> str:

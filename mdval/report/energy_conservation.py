@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mdval import fileio
 from mdval.md import observables as obs
 from mdval.md import results as res
 from mdval.report import plots
@@ -83,14 +84,11 @@ def float32_variant(model_path, out_path) -> Path:
         raise ValueError(f"{model_path} already computes in float32; the A/B comparison needs a float64 model")
     meta["compute_dtype"] = "float32"
     meta["derived_from"] = str(Path(model_path).resolve())
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     with quiet_torchscript():
         scripted = torch.jit.script(Float32Model(torch.jit.load(str(model_path), map_location="cpu")))
-        tmp = out_path.with_suffix(".tmp")
-        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILENAME: json.dumps(meta, indent=1)})
-    tmp.replace(out_path)
-    return out_path
+        with fileio.atomic_path(out_path) as tmp:
+            torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILENAME: json.dumps(meta, indent=1)})
+    return Path(out_path)
 
 
 def nve_settings(*, timestep_fs: float, duration_ps: float, equilibration_ps: float, temperature_K: float,

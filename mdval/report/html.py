@@ -20,7 +20,7 @@ import html
 import os
 from pathlib import Path
 
-from mdval.md.results import write_atomic
+from mdval.fileio import write_text
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -125,8 +125,8 @@ def write_documents(out_dir, stem: str, title: str, blocks: list) -> dict:
     """Write ``<stem>.html`` and ``<stem>.md`` into ``out_dir`` (atomically); returns their paths."""
     out_dir = Path(out_dir)
     html_path, md_path = out_dir / f"{stem}.html", out_dir / f"{stem}.md"
-    write_atomic(html_path, render_html(title, blocks))
-    write_atomic(md_path, render_markdown(title, blocks, out_dir))
+    write_text(html_path, render_html(title, blocks))
+    write_text(md_path, render_markdown(title, blocks, out_dir))
     return {"html": str(html_path), "markdown": str(md_path)}
 
 

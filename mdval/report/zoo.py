@@ -20,7 +20,7 @@ are copied/written next to the config; the console output of ``mdval train`` goe
     {"name": str, "model_file": "NAME.pt", "config": "NAME.toml", "config_sha256": str,
      "model_sha256": str, "activation": str | dict, "optimizer": str, "architecture": str,
      "n_parameters": int, "cutoff_A": float, "type_names": [str],
-     "training_data": {"name", "files", "sha256", "n_train", "n_val", "n_test"},
+     "training_data": {"name", "files" (relative to the repository), "sha256", "n_train", ...},
      "metrics": {"energy_rmse_meV_per_atom", "force_rmse_eV_per_A", ...  (test split)},
      "training": {"epochs", "steps", "best_epoch", "wall_time_s", "stopped_by", "seed"},
      "mdval_version": str, "created": ISO time}
@@ -55,6 +55,15 @@ def run_dir_of(config: Path) -> Path:
     return base / (run.get("name") or config.stem)
 
 
+def _portable(training_data: dict) -> dict:
+    """The data files as paths relative to the repository (a card is read on other machines)."""
+    files = []
+    for name in training_data.get("files", []):
+        path = Path(name)
+        files.append(str(path.relative_to(REPO)) if path.is_relative_to(REPO) else name)
+    return {**training_data, "files": files}
+
+
 def model_card(config: Path, run_dir: Path, model_path: Path) -> dict:
     """The model card of a trained zoo model (schema in the module docstring)."""
     from mdval.deploy.model_file import read_metadata
@@ -67,7 +76,7 @@ def model_card(config: Path, run_dir: Path, model_path: Path) -> dict:
             "activation": meta.get("activation"), "optimizer": meta.get("optimizer"),
             "architecture": meta.get("architecture"), "n_parameters": meta.get("n_parameters"),
             "cutoff_A": meta.get("cutoff"), "type_names": meta.get("type_names"),
-            "training_data": meta.get("training_data", {}),
+            "training_data": _portable(meta.get("training_data", {})),
             "metrics": metrics.get("test") or meta.get("metrics", {}),
             "training": meta.get("training", {}), "mdval_version": meta.get("mdval_version"),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
@@ -96,9 +105,6 @@ def build_one(config: Path, *, log=print) -> dict:
         shutil.copyfile(run_dir / "log.jsonl", config.with_suffix(".log.jsonl"))
     card = model_card(config, run_dir, target)
     write_json_atomic(config.with_suffix(".json"), card)
-    for shipped in (target, config.with_suffix(".json"), config.with_suffix(".log.jsonl")):
-        if shipped.exists():
-            shipped.chmod(0o644)  # committed files: readable by all
     m = card["metrics"]
     log(f"done {config.stem}: {wall:.0f} s, test E RMSE {m.get('energy_rmse_meV_per_atom', float('nan')):.3g} "
         f"meV/atom, F RMSE {m.get('force_rmse_eV_per_A', float('nan')):.3g} eV/Å")

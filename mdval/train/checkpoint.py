@@ -10,28 +10,20 @@ current epoch done), ``step`` (updates done), ``stop_steps`` (the lr plan), ``be
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from mdval import fileio
 
 CHECKPOINT_FORMAT: int = 1
 
 
 def save_checkpoint(path, state: dict) -> Path:
     """Write ``state`` to ``path`` atomically (readers never see a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with fileio.atomic_path(path) as tmp:
         torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path) -> dict:

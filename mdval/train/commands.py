@@ -80,7 +80,8 @@ def _train(args) -> int:
 
 
 def _test(args) -> int:
-    from mdval.deploy.evaluate import evaluate_model_file, write_json_atomic
+    from mdval.deploy.evaluate import evaluate_model_file
+    from mdval.fileio import write_json
     from mdval.report.parity import parity_plot
 
     try:
@@ -92,7 +93,7 @@ def _test(args) -> int:
     record = {"model": str(args.model), "data": [str(d) for d in args.data],
               "activation": meta.get("activation"), "optimizer": meta.get("optimizer"), **metrics}
     json_path = prefix.with_name(prefix.name + ".json")
-    write_json_atomic(json_path, record)
+    write_json(json_path, record)
     png = parity_plot(pred, prefix.with_name(prefix.name + "_parity.png"), metrics=metrics,
                       title=f"{Path(args.model).name} on {', '.join(Path(d).name for d in args.data)}")
     print(f"{metrics['n_frames']} frames, {metrics['n_atoms']} atoms")

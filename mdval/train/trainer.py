@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mdval import fileio
 from mdval.data.batch import make_batch, precompute_neighbors
 from mdval.data.neighbors import NeighborCache
-from mdval.deploy.evaluate import write_json_atomic
 from mdval.train.checkpoint import load_checkpoint, save_checkpoint
 from mdval.train.config import resolve_path, to_toml
 from mdval.train.loss import LRSchedule, compute_loss, loss_weights
@@ -461,7 +461,7 @@ class Trainer:
                    "wall_time_s": round(self.elapsed_s, 1), "optimizer": self.optimizer_name,
                    "activation": self.model.config().get("activation"),
                    "training_data": self.training_data, **metrics}
-        write_json_atomic(self.run_dir / "metrics.json", summary)
+        fileio.write_json(self.run_dir / "metrics.json", summary)
         if test:
             self.log(f"test: energy RMSE {test['energy_rmse_meV_per_atom']:.3g} meV/atom, MAE "
                      f"{test['energy_mae_meV_per_atom']:.3g}; force RMSE "
