@@ -12,12 +12,15 @@ STAMP  := $(VENV)/.mdval-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU torch first, from local disk; a bare `torch` would pull a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	# editable_mode=compat puts the clone on sys.path (a .pth file). The default finder hook runs
+	# after the path scan, so from the folder above a clone named mdval/ that clone would be
+	# imported as an empty namespace package instead of the real one.
+	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 plugin: $(STAMP)
