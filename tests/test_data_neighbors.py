@@ -88,3 +88,46 @@ def test_cache_returns_same_list_without_recomputing():
     cache.get(moved, cell, [True] * 3, 3.0)
     cache.get(positions, cell, [True] * 3, 3.5)
     assert cache.misses == 3 and len(cache) == 3
+
+
+# Grids vesin 0.6 cannot scale down (a direction rounds to zero cells, then SIGFPE kills the
+# process): wide thin periodic cells, a 2-D slab, a cluster whose atoms flew apart.
+UNEVEN_GRIDS = {
+    "thin periodic cell": ([[0, 0, 0], [1.0, 1, 1]], np.diag([1300.0, 1300, 8]), [True] * 3, 2),
+    "thinner periodic cell": ([[0, 0, 0], [1.0, 1, 1]], np.diag([1300.0, 1300, 4.1]), [True] * 3, 4),
+    "wide 2-D slab": ([[0, 0, 0], [1.0, 1, 1]], np.diag([1300.0, 1300, 0]), [True, True, False], 2),
+    "exploded cluster": ([[0, 0, 0], [4.2e5, 0, 0]], np.zeros((3, 3)), [False] * 3, 0),
+}
+
+
+@pytest.mark.parametrize("name", UNEVEN_GRIDS)
+def test_grids_vesin_cannot_scale_down_do_not_kill_the_process(name):
+    """Run in a child process: before the fix, the child died of SIGFPE (exit -8)."""
+    import subprocess
+    import sys
+
+    positions, cell, pbc, n_edges = UNEVEN_GRIDS[name]
+    code = ("import numpy as np; from mdval.data.neighbors import neighbor_list; "
+            f"print(neighbor_list(np.array({positions!r}), np.array({cell.tolist()!r}), {pbc!r}, 4.0).n_edges)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert int(proc.stdout) == n_edges  # counted by hand: the pair itself, and for 4.1 Å its z images
+
+
+def test_the_ase_fallback_gives_the_vesin_list(monkeypatch):
+    """With the cell limit lowered, every grid takes ASE's path: the same edges and vectors."""
+    import mdval.data.neighbors as neighbors
+
+    rng = np.random.default_rng(7)
+    positions, cell = _random_system(rng, 60, 9.0, 0.3)
+    for pbc in ([True] * 3, [True, False, True]):
+        want = neighbor_list(positions, cell, pbc, 3.0)
+        monkeypatch.setattr(neighbors, "VESIN_MAX_CELLS", 1.0)
+        assert not neighbors.vesin_grid_is_safe(positions, cell, np.array(pbc), 3.0)
+        got = neighbor_list(positions, cell, pbc, 3.0)
+        monkeypatch.undo()
+        assert _as_set(got.centers, got.neighbors, got.shifts) == _as_set(want.centers, want.neighbors, want.shifts)
+        assert np.all(np.diff(got.centers) >= 0)  # grouped by centre, as the ABI callers expect
+        order_got = np.lexsort((*got.shifts.T, got.neighbors, got.centers))
+        order_want = np.lexsort((*want.shifts.T, want.neighbors, want.centers))
+        np.testing.assert_allclose(got.vectors[order_got], want.vectors[order_want], rtol=0, atol=FLOAT64_ATOL)

@@ -9,7 +9,7 @@ every pair are present; periodic self-images (i == j, S != 0) are present when t
 smaller than the cutoff; the trivial self pair (i, i, 0) never is.
 
 This module is used at inference time (ASE calculator) as well as in training: it imports only
-numpy and vesin.
+numpy, vesin and (for grids vesin cannot handle) ASE's neighbour list.
 """
 
 from __future__ import annotations
@@ -76,6 +76,35 @@ def _check_inputs(positions, cell, pbc, cutoff) -> tuple[np.ndarray, np.ndarray,
     return positions, cell, pbc
 
 
+#: vesin's cell-list limit (MAX_NUMBER_OF_CELLS in its cpu_cell_list.cpp): above it, vesin scales
+#: its grid of cells down, keeping the ratios between directions.
+VESIN_MAX_CELLS = 1e5
+
+
+def vesin_grid_is_safe(positions, cell, pbc, cutoff: float) -> bool:
+    """Whether vesin's cell grid keeps at least two cells along every direction.
+
+    When vesin scales a very uneven grid down (a wide thin slab, a cluster whose atoms flew far
+    apart), a direction can round to zero cells, and vesin 0.6 then divides by zero: SIGFPE kills
+    the whole process, with no Python error. Such grids are rare (above 1e5 cells of cutoff size);
+    for them :func:`neighbor_list` uses ASE's list instead."""
+    extent = np.ptp(positions, axis=0) + 2.0 * cutoff if len(positions) else np.zeros(3)
+    lengths = np.linalg.norm(cell, axis=1)
+    if pbc.all():
+        volume = abs(np.linalg.det(cell))
+        lengths = volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    n_cells = np.maximum(1.0, np.trunc(np.where(pbc, lengths, extent) / cutoff))
+    total = float(np.prod(n_cells))
+    return total <= VESIN_MAX_CELLS or float(n_cells.min()) * np.cbrt(VESIN_MAX_CELLS / total) >= 2.0
+
+
+def _ase_pairs(positions, cell, pbc, cutoff: float):
+    """(i, j, S) by ASE's neighbour list: slower than vesin, but safe on any grid."""
+    from ase.neighborlist import primitive_neighbor_list
+
+    return primitive_neighbor_list("ijS", pbc, cell, positions, float(cutoff), self_interaction=False)
+
+
 def _as_int64(index: np.ndarray) -> np.ndarray:
     """vesin's uint64 indices as int64 (a view: indices are far below 2^63)."""
     if index.dtype == np.uint64:
@@ -99,8 +128,11 @@ def neighbor_list(positions, cell, pbc, cutoff: float) -> NeighborList:
     # Edges grouped by centre: vesin's unsorted (cell-list) order and a stable sort by centre cost
     # less than vesin's own full (i, j) sort. With copy=False the arrays are vesin's buffers, so
     # every one is copied (gathered or converted) before the calculator goes away.
-    calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=False, n_threads=1)
-    i, j, shifts = calculator.compute(positions, cell, pbc.tolist(), quantities="ijS", copy=False)
+    if vesin_grid_is_safe(positions, cell, pbc, cutoff):
+        calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=False, n_threads=1)
+        i, j, shifts = calculator.compute(positions, cell, pbc.tolist(), quantities="ijS", copy=False)
+    else:
+        i, j, shifts = _ase_pairs(positions, cell, pbc, cutoff)
     i = _as_int64(np.asarray(i))
     j = _as_int64(np.asarray(j))
     shifts = np.asarray(shifts).reshape(-1, 3)
