@@ -34,6 +34,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 using namespace LAMMPS_NS;
@@ -80,6 +81,115 @@ PairTaafs::~PairTaafs()
 }
 
 /* ----------------------------------------------------------------------
+   Input checks of compute().  They live in the loops that already visit every position and edge,
+   and cost a compare per neighbour.  Each error is seen by one rank only, so it uses error->one
+   (error->all would wait forever for the ranks that do not reach it).
+------------------------------------------------------------------------- */
+
+namespace {
+
+// Atoms closer than this (Å) overlap: descriptors divide by r, so a model gives NaN forces.
+constexpr double TAAFS_MIN_DISTANCE = 1e-6;
+
+// r_j - r_i into d and its square: the one computation behind the edge test of both passes.
+inline double edge_rsq(const double *xi, const double *xj, double *d)
+{
+  d[0] = xj[0] - xi[0];
+  d[1] = xj[1] - xi[1];
+  d[2] = xj[2] - xi[2];
+  return d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+}
+
+// The one edge test, used by pass 1 to count the edges and by pass 2 to fill them, so that the
+// two agree even on a NaN distance (a count by `rsq < cut` and a skip by `rsq >= cut` did not,
+// and a NaN position wrote past the edge buffer).
+inline bool is_edge(double rsq, double cutsq) { return rsq < cutsq; }
+
+inline bool is_finite3(const double *v)
+{
+  return std::isfinite(v[0]) && std::isfinite(v[1]) && std::isfinite(v[2]);
+}
+
+// v, but NaN without its sign bit, so that messages say "nan" and never "-nan".
+inline double unsigned_nan(double v) { return std::isnan(v) ? std::fabs(v) : v; }
+
+// Index of the first non-finite value of v[0..n), or -1 when all are finite.
+int64_t first_nonfinite(const double *v, int64_t n)
+{
+  for (int64_t k = 0; k < n; k++)
+    if (!std::isfinite(v[k])) return k;
+  return -1;
+}
+
+}    // namespace
+
+void PairTaafs::error_nonfinite_position(int i)
+{
+  double **x = atom->x;
+  error->one(FLERR,
+             "pair_style taafs: atom {} has a non-finite position ({:.6g}, {:.6g}, {:.6g}) Å at "
+             "step {}: expected finite coordinates (the run has blown up: check for overlapping "
+             "atoms, velocities or forces that are not finite, or lower the timestep)",
+             atom->tag[i], unsigned_nan(x[i][0]), unsigned_nan(x[i][1]), unsigned_nan(x[i][2]),
+             update->ntimestep);
+}
+
+void PairTaafs::error_overlap(int i, int j, double rsq)
+{
+  error->one(FLERR,
+             "pair_style taafs: atoms {} and {} are {:.3g} Å apart at step {}: expected at least "
+             "{:g} Å (overlapping atoms: remove the duplicate, e.g. an atom created twice)",
+             atom->tag[i], atom->tag[j], std::sqrt(rsq), update->ntimestep, TAAFS_MIN_DISTANCE);
+}
+
+/* ----------------------------------------------------------------------
+   Pass 1: the centres (non-NULL atoms of the list) and the exact number of edges (non-NULL
+   neighbours within the model cutoff) of each, which fixes the chunks and sizes the edge
+   buffers.  Also rejects non-finite positions and overlapping atoms before any model call.
+------------------------------------------------------------------------- */
+
+void PairTaafs::count_edges()
+{
+  double **x = atom->x;
+  const int *type = atom->type;
+  const int inum = list->inum;
+  const int *ilist = list->ilist;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+  const int *species_of_type = species_of_type_.data();
+  const double cutsq_model = cutoff_ * cutoff_;
+  const double min_rsq = TAAFS_MIN_DISTANCE * TAAFS_MIN_DISTANCE;
+
+  PairTaafsData &D = *d_;
+  D.centres.clear();
+  D.edges_of_centre.clear();
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    if (species_of_type[type[i]] < 0) continue;
+    if (!is_finite3(x[i])) error_nonfinite_position(i);
+    const int *jlist = firstneigh[i];
+    const int jnum = numneigh[i];
+    int64_t n = 0;
+    for (int jj = 0; jj < jnum; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      if (species_of_type[type[j]] < 0) continue;
+      double d[3];
+      const double rsq = edge_rsq(x[i], x[j], d);
+      // One branch that is almost never taken, for overlapping atoms and NaN distances; the
+      // count stays branch-free, since whether a neighbour is an edge is unpredictable
+      // (measured: this pass ran 3x slower with the checks inside an edge/no-edge branch).
+      if (!(rsq >= min_rsq)) {
+        if (std::isnan(rsq)) error_nonfinite_position(j);    // x[i] is finite: x[j] is not
+        error_overlap(i, j, rsq);
+      }
+      n += is_edge(rsq, cutsq_model);
+    }
+    D.centres.push_back(i);
+    D.edges_of_centre.push_back(n);
+  }
+}
+
+/* ----------------------------------------------------------------------
    Centres are the non-NULL atoms of the (possibly skip) full list.  They are evaluated in chunks
    of consecutive centres, one model call per chunk, so that memory is bounded by the edges of one
    call rather than by all the atoms of the rank.  An ABI v1 model is local: the energy of centre
@@ -92,39 +202,9 @@ PairTaafs::~PairTaafs()
 void PairTaafs::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
-
-  double **x = atom->x;
-  const int *type = atom->type;
-  const int nall = atom->nlocal + atom->nghost;
-  const int inum = list->inum;
-  const int *ilist = list->ilist;
-  const int *numneigh = list->numneigh;
-  int **firstneigh = list->firstneigh;
-  const int *species_of_type = species_of_type_.data();
-  const double cutsq_model = cutoff_ * cutoff_;
-
   PairTaafsData &D = *d_;
 
-  // pass 1: the centres and the exact number of edges (non-NULL neighbours within the model
-  // cutoff) of each, which fixes the chunks and sizes the edge buffers
-  D.centres.clear();
-  D.edges_of_centre.clear();
-  for (int ii = 0; ii < inum; ii++) {
-    const int i = ilist[ii];
-    if (species_of_type[type[i]] < 0) continue;
-    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
-    const int *jlist = firstneigh[i];
-    const int jnum = numneigh[i];
-    int64_t n = 0;
-    for (int jj = 0; jj < jnum; jj++) {
-      const int j = jlist[jj] & NEIGHMASK;
-      if (species_of_type[type[j]] < 0) continue;
-      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      if (dx * dx + dy * dy + dz * dz < cutsq_model) n++;
-    }
-    D.centres.push_back(i);
-    D.edges_of_centre.push_back(n);
-  }
+  count_edges();
   const int64_t n_centres = static_cast<int64_t>(D.centres.size());
   if (n_centres == 0) {    // a rank with no centres contributes nothing
     if (report_chunks_ && comm->me == 0)
@@ -133,7 +213,7 @@ void PairTaafs::compute(int eflag, int vflag)
     return;
   }
 
-  D.node_of_atom.assign(nall, -1);    // each chunk resets the entries it set
+  D.node_of_atom.assign(atom->nlocal + atom->nghost, -1);    // each chunk resets what it set
   double w[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   int64_t begin = 0, n_calls = 0, most_edges = 0, total_edges = 0;
   while (begin < n_centres) {
@@ -160,12 +240,14 @@ void PairTaafs::compute(int eflag, int vflag)
   report_chunks_ = false;
 }
 
-/* ---------------------------------------------------------------------- */
+/* ----------------------------------------------------------------------
+   Pass 2: the nodes and edges of centres [begin, end), in the order and by the test of pass 1:
+   the chunk's centres first (nodes 0..n_local-1), then every other neighbour as it appears.
+------------------------------------------------------------------------- */
 
-void PairTaafs::compute_chunk(int64_t begin, int64_t end, int64_t n_edges, double *w)
+void PairTaafs::fill_chunk(int64_t begin, int64_t end, int64_t n_edges)
 {
   double **x = atom->x;
-  double **f = atom->f;
   const int *type = atom->type;
   const int *numneigh = list->numneigh;
   int **firstneigh = list->firstneigh;
@@ -174,8 +256,6 @@ void PairTaafs::compute_chunk(int64_t begin, int64_t end, int64_t n_edges, doubl
 
   PairTaafsData &D = *d_;
   const int64_t n_local = end - begin;
-
-  // nodes: the chunk's centres first (0..n_local-1), then every other neighbour as it appears
   D.atom_of_node.clear();
   D.species.clear();
   for (int64_t c = begin; c < end; c++) {
@@ -192,46 +272,90 @@ void PairTaafs::compute_chunk(int64_t begin, int64_t end, int64_t n_edges, doubl
   int64_t *dst = src + capacity;    // row 1 right after row 0: [2, n_edges] contiguous
   double *vec = D.edge_vectors.data();
 
-  // pass 2: the chunk's edges, in the same order and by the same test as pass 1 counted them
   size_t ne = 0;
   for (int64_t c = 0; c < n_local; c++) {
     const int i = D.atom_of_node[c];
-    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
     const int *jlist = firstneigh[i];
     const int jnum = numneigh[i];
     for (int jj = 0; jj < jnum; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
       const int s = species_of_type[type[j]];
       if (s < 0) continue;
-      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      if (dx * dx + dy * dy + dz * dz >= cutsq_model) continue;
+      double d[3];
+      if (!is_edge(edge_rsq(x[i], x[j], d), cutsq_model)) continue;
+      const size_t e = ne++;
+      if (e >= capacity) continue;    // never write past the buffers: reported below
       int node = D.node_of_atom[j];
       if (node < 0) {
         node = D.node_of_atom[j] = static_cast<int>(D.atom_of_node.size());
         D.atom_of_node.push_back(j);
         D.species.push_back(s);
       }
-      src[ne] = c;
-      dst[ne] = node;
-      vec[3 * ne] = dx;
-      vec[3 * ne + 1] = dy;
-      vec[3 * ne + 2] = dz;
-      ne++;
+      src[e] = c;
+      dst[e] = node;
+      vec[3 * e] = d[0];
+      vec[3 * e + 1] = d[1];
+      vec[3 * e + 2] = d[2];
     }
   }
   if (ne != capacity)
     error->one(FLERR, "pair_style taafs: internal error: expected {} edges in atoms {}..{}, got {}",
                n_edges, begin, end - 1, ne);
+}
+
+/* ----------------------------------------------------------------------
+   The model's per-atom energies e[n_local] and gradients g[3 * n_edges] must be finite: NaN or
+   inf would otherwise go silently into the thermo output, or into the positions under fix nve.
+------------------------------------------------------------------------- */
+
+void PairTaafs::check_model_output(const double *e, int64_t n_local, const double *g,
+                                   int64_t n_edges)
+{
+  const PairTaafsData &D = *d_;
+  const tagint *tag = atom->tag;
+  const int64_t c = first_nonfinite(e, n_local);
+  if (c >= 0) {
+    const tagint i = tag[D.atom_of_node[c]];
+    error->one(FLERR,
+               "pair_style taafs: {}: model returned a non-finite energy ({} eV) for atom {} at "
+               "step {}: expected finite energies; the model file is broken (export it again) or "
+               "the structure around atom {} is outside what it can handle",
+               D.model_path, unsigned_nan(e[c]), i, update->ntimestep, i);
+  }
+  if (!g) return;
+  const int64_t k = first_nonfinite(g, 3 * n_edges);
+  if (k >= 0) {
+    const int64_t *src = D.edge_index.data();
+    const int64_t *dst = src + n_edges;
+    const tagint i = tag[D.atom_of_node[src[k / 3]]], j = tag[D.atom_of_node[dst[k / 3]]];
+    error->one(FLERR,
+               "pair_style taafs: {}: model returned a non-finite force ({} eV/Å) between atoms "
+               "{} and {} at step {}: expected finite forces; the model file is broken (export "
+               "it again) or the structure around atom {} is outside what it can handle",
+               D.model_path, unsigned_nan(g[k]), i, j, update->ntimestep, i);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairTaafs::compute_chunk(int64_t begin, int64_t end, int64_t n_edges, double *w)
+{
+  double **f = atom->f;
+  PairTaafsData &D = *d_;
+  const int64_t n_local = end - begin;
+  fill_chunk(begin, end, n_edges);
+  int64_t *src = D.edge_index.data();
+  int64_t *dst = src + n_edges;
+  double *vec = D.edge_vectors.data();
   const int64_t n_nodes = static_cast<int64_t>(D.atom_of_node.size());
-  const int64_t n_edges_i = n_edges;
 
   const torch::Device &device = D.model->device();
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   // from_blob: the buffers outlive every use of these tensors within this call
   torch::Tensor species_t = torch::from_blob(D.species.data(), {n_nodes}, i64).to(device);
-  torch::Tensor edge_index_t = torch::from_blob(src, {2, n_edges_i}, i64).to(device);
-  torch::Tensor edge_vectors_t = torch::from_blob(vec, {n_edges_i, 3}, f64).to(device);
+  torch::Tensor edge_index_t = torch::from_blob(src, {2, n_edges}, i64).to(device);
+  torch::Tensor edge_vectors_t = torch::from_blob(vec, {n_edges, 3}, f64).to(device);
   if (!edge_vectors_t.is_leaf() || edge_vectors_t.data_ptr() == vec)
     edge_vectors_t = edge_vectors_t.detach();
   edge_vectors_t.requires_grad_(true);
@@ -243,23 +367,29 @@ void PairTaafs::compute_chunk(int64_t begin, int64_t end, int64_t n_edges, doubl
                                        /*retain_graph=*/false, /*create_graph=*/false,
                                        /*allow_unused=*/true);
     grad = grads[0];
+  } catch (const TaafsModelError &e) {    // the output breaks the ABI
+    error->one(FLERR, "pair_style taafs: {}: {}", D.model_path, e.what());
   } catch (const std::exception &e) {
-    error->one(FLERR, "pair_style taafs: model evaluation failed on {} atoms and {} edges: {}",
-               n_local, n_edges_i, e.what());
+    error->one(FLERR,
+               "pair_style taafs: {}: the model failed on {} atoms and {} edges at step {}: {}; "
+               "fix the model and export it again",
+               D.model_path, n_local, n_edges, update->ntimestep, TaafsModel::error_line(e));
   }
   torch::NoGradGuard no_grad;
   energies = energies.detach().to(torch::kCPU).contiguous();
   const double *e_atom = energies.data_ptr<double>();
+  const bool have_grad = grad.defined() && n_edges > 0;
+  if (have_grad) grad = grad.to(torch::kCPU).contiguous();
+  const double *g = have_grad ? grad.data_ptr<double>() : nullptr;
+  check_model_output(e_atom, n_local, g, n_edges);
 
   if (eflag_global) eng_vdwl += energies.sum().item<double>();
   if (eflag_atom)
     for (int64_t c = 0; c < n_local; c++) eatom[D.atom_of_node[c]] += e_atom[c];
 
-  if (grad.defined() && n_edges_i > 0) {
-    grad = grad.to(torch::kCPU).contiguous();
-    const double *g = grad.data_ptr<double>();
+  if (have_grad) {
     const int *atom_of_node = D.atom_of_node.data();
-    for (int64_t e = 0; e < n_edges_i; e++) {
+    for (int64_t e = 0; e < n_edges; e++) {
       const int i = atom_of_node[src[e]];
       const int j = atom_of_node[dst[e]];
       const double gx = g[3 * e], gy = g[3 * e + 1], gz = g[3 * e + 2];
@@ -421,7 +551,8 @@ void PairTaafs::coeff(int narg, char **arg)
       setflag[i][j] = (species_of_type_[i] >= 0 && species_of_type_[j] >= 0) ? 1 : 0;
       count += setflag[i][j];
     }
-  if (count == 0) error->all(FLERR, "pair_coeff for taafs: expected at least one element, got only NULL");
+  if (count == 0)
+    error->all(FLERR, "pair_coeff for taafs: expected at least one element, got only NULL");
 
   if (comm->me == 0)
     utils::logmesg(lmp,

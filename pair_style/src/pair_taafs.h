@@ -38,6 +38,15 @@ class PairTaafs : public Pair {
 
  protected:
   virtual void allocate();
+  // Pass 1 of compute(): d_->centres and the number of edges of each; rejects non-finite
+  // positions and overlapping atoms.
+  void count_edges();
+  // Pass 2: the nodes and edges of centres [begin, end) of d_->centres into d_'s buffers.
+  void fill_chunk(int64_t begin, int64_t end, int64_t n_edges);
+  // Errors (error->one: only this rank may see them) naming the atom IDs and the step.
+  [[noreturn]] void error_nonfinite_position(int i);
+  [[noreturn]] void error_overlap(int i, int j, double rsq);
+  void check_model_output(const double *e, int64_t n_local, const double *g, int64_t n_edges);
   // One model call on centres [begin, end) of d_->centres with n_edges edges in total; adds
   // energies, forces and per-atom virials, and the global virial into w[6].
   void compute_chunk(int64_t begin, int64_t end, int64_t n_edges, double *w);

@@ -26,6 +26,40 @@ template <typename... Args> std::string cat(const Args &...args)
   return out.str();
 }
 
+// The ABI's names of torch dtypes (float64, int64, ...), as Python's torch prints them.
+std::string dtype_name(c10::ScalarType t)
+{
+  switch (t) {
+    case c10::ScalarType::Double: return "float64";
+    case c10::ScalarType::Float: return "float32";
+    case c10::ScalarType::Half: return "float16";
+    case c10::ScalarType::BFloat16: return "bfloat16";
+    case c10::ScalarType::Long: return "int64";
+    case c10::ScalarType::Int: return "int32";
+    case c10::ScalarType::Short: return "int16";
+    case c10::ScalarType::Char: return "int8";
+    case c10::ScalarType::Byte: return "uint8";
+    case c10::ScalarType::Bool: return "bool";
+    case c10::ScalarType::ComplexFloat: return "complex64";
+    case c10::ScalarType::ComplexDouble: return "complex128";
+    default: return c10::toString(t);
+  }
+}
+
+// The Python type name (type(x).__name__) of a non-tensor forward() output.
+std::string python_type_name(const torch::jit::IValue &v)
+{
+  if (v.isTuple()) return "tuple";
+  if (v.isList()) return "list";
+  if (v.isGenericDict()) return "dict";
+  if (v.isInt()) return "int";
+  if (v.isDouble()) return "float";
+  if (v.isBool()) return "bool";
+  if (v.isString()) return "str";
+  if (v.isNone()) return "NoneType";
+  return v.tagKind();
+}
+
 std::string first_line(const std::string &s)
 {
   auto pos = s.find('\n');
@@ -119,12 +153,42 @@ TaafsModel::TaafsModel(const std::string &path, const torch::Device &device) : d
   if (info_.type_names.empty())
     throw TaafsModelError(
         cat("model file '", path, "': expected at least one entry in type_names, got none"));
+  check_declared_type_names(path);
 
   // Not frozen, and run without the profiling graph executor (see atom_energies). Measured on
   // DeepPot-SE [25,50,100]/[240,240,240] with 864 Cu atoms, one thread: the plain interpreter
   // is as fast as eager PyTorch and as the profiling executor, while torch::jit::freeze made
   // TAAFS models 2.1x slower (4.2 s vs 2.0 s per call) and gained nothing for tanh.
   module_.eval();
+}
+
+// mdval's networks keep the element names they were built with (type_names, inside the float32
+// wrapper as model.type_names). Species index k is served as type_names[k] of the metadata, so
+// edited or wrongly written metadata would evaluate one element with another's weights: refuse
+// it, worded as mdval.deploy.model_file.check_network_species words it. Other modules that keep
+// the ABI declare nothing and are served as their metadata says.
+void TaafsModel::check_declared_type_names(const std::string &path) const
+{
+  torch::jit::Module network = module_;
+  if (!network.hasattr("type_names") && network.hasattr("model") && network.attr("model").isModule())
+    network = network.attr("model").toModule();
+  if (!network.hasattr("type_names") || !network.attr("type_names").isList()) return;
+  std::vector<std::string> declared;
+  for (const torch::jit::IValue &name : network.attr("type_names").toListRef()) {
+    if (!name.isString()) return;
+    declared.push_back(name.toStringRef());
+  }
+  if (declared == info_.type_names) return;
+  auto show = [](const std::vector<std::string> &names) {
+    std::string text = "[";
+    for (size_t k = 0; k < names.size(); ++k) text += (k ? ", '" : "'") + names[k] + "'";
+    return text + "]";
+  };
+  throw TaafsModelError(cat(path, ": metadata type_names ", show(info_.type_names),
+                            " do not match the type_names the network was built with, ",
+                            show(declared),
+                            "; the metadata was edited or written wrongly: re-export the model "
+                            "with `mdval export CHECKPOINT`"));
 }
 
 torch::Tensor TaafsModel::atom_energies(const torch::Tensor &species,
@@ -138,13 +202,45 @@ torch::Tensor TaafsModel::atom_energies(const torch::Tensor &species,
   // first been called without gradients).
   torch::jit::GraphOptimizerEnabledGuard plain_interpreter(false);
   std::vector<torch::jit::IValue> inputs{species, edge_index, edge_vectors, n_local};
-  torch::Tensor energies = module_.forward(inputs).toTensor();
+  const torch::jit::IValue output = module_.forward(inputs);
+  // Worded as mdval.abi.energies_contract_error words it, so that lmp, the ASE calculator and
+  // `mdval test` name a broken output the same way.
+  const std::string expected =
+      cat("expected [", n_local, "] (one per local atom, ABI ", TAAFS_ABI_VERSION, ")");
+  const std::string fix = "; forward() must return one float64 energy (eV) per local atom: fix "
+                          "the model and export it again";
+  if (!output.isTensor())
+    throw TaafsModelError(cat("model returned a ", python_type_name(output),
+                              " instead of a tensor of energies: ", expected, fix));
+  torch::Tensor energies = output.toTensor();
   if (energies.dim() != 1 || energies.size(0) != n_local)
-    throw TaafsModelError(cat("model returned energies of shape ", energies.sizes(),
-                              ": expected [", n_local, "] (one per local atom, ABI ",
-                              TAAFS_ABI_VERSION, ")"));
-  if (energies.scalar_type() != torch::kFloat64) energies = energies.to(torch::kFloat64);
+    throw TaafsModelError(
+        cat("model returned energies of shape ", energies.sizes(), ": ", expected, fix));
+  // No silent cast: a float32 or integer output has lost the precision the ABI promises.
+  if (energies.scalar_type() != torch::kFloat64)
+    throw TaafsModelError(cat("model returned energies of dtype ",
+                              dtype_name(energies.scalar_type()), ": expected float64 (one per "
+                              "local atom, ABI ", TAAFS_ABI_VERSION, ")", fix));
   return energies;
+}
+
+std::string TaafsModel::error_line(const std::exception &e)
+{
+  const auto *c10_error = dynamic_cast<const c10::Error *>(&e);
+  const std::string msg = c10_error ? c10_error->what_without_backtrace() : e.what();
+  std::vector<std::string> lines;
+  std::istringstream in(msg);
+  for (std::string line; std::getline(in, line);) {
+    const size_t first = line.find_first_not_of(" \t\r");
+    if (first != std::string::npos)
+      lines.push_back(line.substr(first, line.find_last_not_of(" \t\r") + 1 - first));
+  }
+  if (lines.empty()) return "unknown error";
+  if (msg.find("Traceback of TorchScript") == std::string::npos) return lines.front();
+  // the exception the scripted code raised, e.g. "builtins.ValueError: ..." -> "ValueError: ..."
+  const std::string prefix = "builtins.";
+  const std::string &last = lines.back();
+  return last.compare(0, prefix.size(), prefix) == 0 ? last.substr(prefix.size()) : last;
 }
 
 torch::Device TaafsModel::choose_device(const std::string &request, int local_rank)

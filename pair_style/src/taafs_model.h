@@ -41,15 +41,23 @@ class TaafsModel {
   const torch::Device &device() const { return device_; }
 
   // forward(species[n_nodes] int64, edge_index[2,n_edges] int64, edge_vectors[n_edges,3] f64,
-  //         n_local) -> per-atom energies [n_local] float64 (eV).  Autograd stays on.
+  //         n_local) -> per-atom energies [n_local] float64 (eV).  Autograd stays on.  Throws
+  // TaafsModelError when the output breaks the ABI (not a tensor, wrong shape or dtype).
   torch::Tensor atom_energies(const torch::Tensor &species, const torch::Tensor &edge_index,
                               const torch::Tensor &edge_vectors, int64_t n_local);
+
+  // The one line of a torch exception that says what went wrong, without the C++ backtrace of
+  // a c10::Error or the TorchScript traceback before the interpreter's "XError: ..." line.
+  static std::string error_line(const std::exception &e);
 
   // Pick the device for a request "auto" | "cpu" | "cuda" | "cuda:N"; `local_rank` is the
   // node-local MPI rank, used modulo the visible CUDA device count.
   static torch::Device choose_device(const std::string &request, int local_rank);
 
  private:
+  // Refuse metadata type_names that differ from those the network declares (mdval's models do).
+  void check_declared_type_names(const std::string &path) const;
+
   torch::jit::Module module_;
   TaafsModelInfo info_;
   torch::Device device_;

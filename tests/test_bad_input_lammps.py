@@ -1,0 +1,245 @@
+"""pair_style taafs in the real lmp: bad positions and broken models stop it with one clear line.
+
+Each case used to corrupt the heap (``malloc(): ...``, ``corrupted double-linked list``), stop
+with ``internal error: expected N edges``, or print NaN with exit code 0.  Now each stops with
+``ERROR on proc N: pair_style taafs: <message> (src/pair_taafs.cpp:LINE)`` and a non-zero exit
+code.  These errors are seen by one MPI rank only, so the plugin raises them with error->one,
+which aborts every rank: the ``mpirun -np 2`` case would hang with error->all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from lammps_helpers import (
+    ToyManyBody,
+    read_thermo,
+    reference_results,
+    run_lmp,
+    save_toy_model,
+)
+
+from mdval import abi
+
+pytestmark = pytest.mark.lammps
+
+CUTOFF = 4.5  # Å, toy model cutoff
+REL_TOL_FLOAT64 = 1e-8  # LAMMPS vs the Python reference (as in test_lammps_plugin.py)
+LMP_TIMEOUT = 120  # s: a hang (error->all on one rank) fails the test instead of stalling it
+MODEL_FIX = ("forward() must return one float64 energy (eV) per local atom: fix the model and "
+             "export it again")
+BROKEN_MODEL = ("the model file is broken (export it again) or the structure around atom 1 is "
+                "outside what it can handle")
+
+
+@pytest.fixture(scope="session")
+def plugin():
+    from mdval.deploy import lammps_plugin
+
+    try:
+        return lammps_plugin.build()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.fail(f"could not build the plugin: {exc}")
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory, plugin):
+    return save_toy_model(tmp_path_factory.mktemp("model") / "toy.pt", ["Cu"], CUTOFF)
+
+
+class BrokenToy(torch.nn.Module):
+    """ToyManyBody whose output tensor breaks the model contract in the way ``mode`` names."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.inner = ToyManyBody(CUTOFF, 1)
+        self.mode = mode
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor,
+                edge_vectors: torch.Tensor, n_local: int) -> torch.Tensor:
+        e = self.inner(species, edge_index, edge_vectors, n_local)
+        if self.mode == "nan":
+            return e * float("nan")
+        if self.mode == "inf":
+            return e * float("inf")  # the toy energies are negative: -inf
+        if self.mode == "nan_force":  # finite energy, NaN gradient: d sqrt(0 * x)/dx = 0 / 0
+            return e + 0.0 * torch.sqrt(0.0 * edge_vectors[:, 0]).sum()
+        if self.mode == "column":
+            return e.unsqueeze(1)
+        if self.mode == "float32":
+            return e.to(torch.float32)
+        if self.mode == "int64":
+            return e.to(torch.int64)
+        return e
+
+
+class TupleToy(torch.nn.Module):
+    """Returns (energies, energies) instead of a tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = ToyManyBody(CUTOFF, 1)
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor,
+                edge_vectors: torch.Tensor, n_local: int) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.inner(species, edge_index, edge_vectors, n_local)
+        return e, e
+
+
+class RaisingToy(torch.nn.Module):
+    """Raises from inside the scripted forward."""
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor,
+                edge_vectors: torch.Tensor, n_local: int) -> torch.Tensor:
+        if n_local > 0:
+            raise ValueError("the model gave up")
+        return edge_vectors[:0, 0]
+
+
+def save_broken_model(path, mode: str) -> str:
+    module = {"tuple": TupleToy, "raises": RaisingToy}.get(mode, lambda: BrokenToy(mode))()
+    meta = {"abi": abi.ABI_VERSION, "cutoff": CUTOFF, "type_names": ["Cu"],
+            "compute_dtype": "float64", "architecture": "toy_many_body", "activation": "sqrt"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript on purpose
+        scripted = torch.jit.script(module)
+        torch.jit.save(scripted, str(path), _extra_files={abi.METADATA_FILENAME: json.dumps(meta)})
+    return str(path)
+
+
+def fcc_cu(model: str, extra: str) -> str:
+    """4x4x4 fcc Cu (256 atoms, IDs 1..256), then ``extra``."""
+    return f"""units metal
+atom_style atomic
+boundary p p p
+lattice fcc 3.61
+region box block 0 4 0 4 0 4
+create_box 1 box
+create_atoms 1 box
+mass 1 63.546
+pair_style taafs
+pair_coeff * * {model} Cu
+velocity all create 300 1
+{extra}
+"""
+
+
+def dimer(model: str, extra: str) -> str:
+    """Two Cu atoms 2.5 Å apart (IDs 1 and 2) in a 20 Å box: the edges are 1->2 and 2->1."""
+    return f"""units metal
+atom_style atomic
+boundary p p p
+region box block 0 20 0 20 0 20
+create_box 1 box
+create_atoms 1 single 5.0 5.0 5.0 units box
+create_atoms 1 single 7.5 5.0 5.0 units box
+mass 1 63.546
+pair_style taafs
+pair_coeff * * {model} Cu
+{extra}
+"""
+
+
+def assert_stops_with(proc, message: str) -> None:
+    """lmp failed with exactly ``message`` after ``ERROR on proc N: pair_style taafs: `` (and
+    LAMMPS' ``(src/FILE:LINE)``), and with no sign of memory corruption."""
+    output = proc.stdout + proc.stderr + proc.log
+    assert proc.returncode != 0, output[-3000:]
+    for sign in ("malloc", "corrupted", "Segmentation", "signal"):
+        assert sign not in output, output[-3000:]
+    line = re.compile(r"ERROR on proc \d+: pair_style taafs: " + re.escape(message)
+                      + r"( \(src/[\w./]+:\d+\))?$", re.MULTILINE)
+    assert line.search(output), output[-3000:]
+
+
+# ---------------------------------------------------------------------------- bad positions
+
+OVERLAP = ("atoms 1 and 257 are 0 Å apart at step 0: expected at least 1e-06 Å (overlapping "
+           "atoms: remove the duplicate, e.g. an atom created twice)")
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_overlapping_atoms_stop_lammps(tmp_path, toy, nprocs):
+    # atom 257 on top of atom 1; on 2 ranks only the rank that owns them sees the pair
+    script = fcc_cu(toy, "create_atoms 1 single 0 0 0 units box\nfix 1 all nve\nrun 10")
+    proc = run_lmp(script, tmp_path, nprocs=nprocs, check=False, timeout=LMP_TIMEOUT)
+    assert_stops_with(proc, OVERLAP)
+
+
+def test_nan_position_stops_lammps(tmp_path, toy):
+    # A NaN velocity makes the position NaN after one step, and NaN displacements never trigger
+    # a neighbour-list rebuild (where LAMMPS itself would catch them): pair_style taafs sees
+    # them first.  Atom 100 is not the first centre: the neighbour check finds it.
+    extra = ("group hot id 100\nvariable v atom 1e308*10-1e308*10\n"
+             "velocity hot set v_v v_v v_v\nfix 1 all nve\nrun 5")
+    proc = run_lmp(fcc_cu(toy, extra), tmp_path, check=False, timeout=LMP_TIMEOUT)
+    assert_stops_with(proc, "atom 100 has a non-finite position (nan, nan, nan) Å at step 1: "
+                            "expected finite coordinates (the run has blown up: check for "
+                            "overlapping atoms, velocities or forces that are not finite, or "
+                            "lower the timestep)")
+
+
+# ---------------------------------------------------------------------------- broken models
+
+def test_nan_energy_stops_fix_nve_on_fcc(tmp_path, plugin):
+    model = save_broken_model(tmp_path / "nan.pt", "nan")
+    proc = run_lmp(fcc_cu(model, "fix 1 all nve\nrun 10"), tmp_path, check=False,
+                   timeout=LMP_TIMEOUT)
+    assert_stops_with(proc, f"{model}: model returned a non-finite energy (nan eV) for atom 1 at "
+                            f"step 0: expected finite energies; {BROKEN_MODEL}")
+
+
+NON_FINITE = {
+    "nan": "model returned a non-finite energy (nan eV) for atom 1 at step 0: expected finite "
+           f"energies; {BROKEN_MODEL}",
+    "inf": "model returned a non-finite energy (-inf eV) for atom 1 at step 0: expected finite "
+           f"energies; {BROKEN_MODEL}",
+    "nan_force": "model returned a non-finite force (nan eV/Å) between atoms 1 and 2 at step 0: "
+                 f"expected finite forces; {BROKEN_MODEL}",
+}
+
+
+@pytest.mark.parametrize("run", ["run 0", "fix 1 all nve\nrun 10"])
+@pytest.mark.parametrize("mode", sorted(NON_FINITE))
+def test_non_finite_model_output_stops_lammps(tmp_path, plugin, mode, run):
+    model = save_broken_model(tmp_path / f"{mode}.pt", mode)
+    proc = run_lmp(dimer(model, run), tmp_path, check=False, timeout=LMP_TIMEOUT)
+    assert_stops_with(proc, f"{model}: {NON_FINITE[mode]}")
+
+
+CONTRACT = {
+    "column": f"model returned energies of shape [2, 1]: expected [2] (one per local atom, ABI 1); "
+              f"{MODEL_FIX}",
+    "float32": "model returned energies of dtype float32: expected float64 (one per local atom, "
+               f"ABI 1); {MODEL_FIX}",
+    "int64": "model returned energies of dtype int64: expected float64 (one per local atom, "
+             f"ABI 1); {MODEL_FIX}",
+    "tuple": "model returned a tuple instead of a tensor of energies: expected [2] (one per local "
+             f"atom, ABI 1); {MODEL_FIX}",
+    "raises": "the model failed on 2 atoms and 2 edges at step 0: ValueError: the model gave up; "
+              "fix the model and export it again",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(CONTRACT))
+def test_model_breaking_the_contract_stops_lammps(tmp_path, plugin, mode):
+    model = save_broken_model(tmp_path / f"{mode}.pt", mode)
+    proc = run_lmp(dimer(model, "run 0"), tmp_path, check=False, timeout=LMP_TIMEOUT)
+    assert_stops_with(proc, f"{model}: {CONTRACT[mode]}")
+
+
+def test_dimer_runs_with_the_unbroken_model(tmp_path, plugin):
+    """The control: the same dimer and wrapper, unbroken, run and give the reference energy."""
+    model = save_broken_model(tmp_path / "ok.pt", "none")
+    script = dimer(model, "thermo_style custom step pe\nthermo_modify format float %.17g\nrun 0")
+    proc = run_lmp(script, tmp_path, check=False, timeout=LMP_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    atoms = Atoms("Cu2", positions=[[5.0, 5.0, 5.0], [7.5, 5.0, 5.0]], cell=[20.0] * 3, pbc=True)
+    want = reference_results(model, atoms, np.zeros(2, dtype=np.int64))["energy"]
+    assert read_thermo(proc.log)["PotEng"] == pytest.approx(want, rel=REL_TOL_FLOAT64)
