@@ -21,6 +21,9 @@ Forces and virial come from autograd of the summed energy with respect to ``edge
 (eV).  Per-atom virial: half of each edge's ``-r ⊗ g`` to i and half to j.  Edges at or beyond
 the cutoff are allowed and must contribute exactly zero.
 
+Callers refuse any other output with the one-line message of :func:`energies_contract_error`
+(the ASE calculator, ``mdval test`` and ``pair_style taafs`` word it the same).
+
 The metadata travels inside the file as the extra file ``mdval.json``.
 """
 
@@ -50,3 +53,32 @@ COMPUTE_DTYPES: tuple[str, ...] = ("float64", "float32")
 ASE_VOIGT_ORDER: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 #: Order of the LAMMPS virial array: xx, yy, zz, xy, xz, yz.
 LAMMPS_VIRIAL_ORDER: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
+
+#: dtype of the per-atom energies ``forward`` returns.
+ENERGIES_DTYPE: str = "float64"
+#: The fix named by every message of :func:`energies_contract_error`.
+ENERGIES_FIX: str = ("forward() must return one float64 energy (eV) per local atom: fix the model "
+                     "and export it again")
+
+
+def energies_contract_error(shape, dtype: str, n_local: int) -> str | None:
+    """The one-line message for a ``forward`` output that breaks the contract, or None if it keeps it.
+
+    ``shape``: the output tensor's shape (a sequence of ints), or None when the output is not a
+    tensor, in which case ``dtype`` is the name of its type; ``dtype``: the tensor's dtype name
+    ("float64", "float32", "int64", ...). ``TaafsModel::atom_energies``
+    (pair_style/src/taafs_model.cpp) words it the same, so that ``lmp``, the ASE calculator and
+    ``mdval test`` name the problem the same way.
+    """
+    expected = f"expected [{n_local}] (one per local atom, ABI {ABI_VERSION})"
+    if shape is None:
+        problem = f"model returned a {dtype} instead of a tensor of energies: {expected}"
+    elif tuple(shape) != (n_local,):
+        shown = ", ".join(str(int(n)) for n in shape)
+        problem = f"model returned energies of shape [{shown}]: {expected}"
+    elif dtype != ENERGIES_DTYPE:
+        problem = (f"model returned energies of dtype {dtype}: expected {ENERGIES_DTYPE} "
+                   f"(one per local atom, ABI {ABI_VERSION})")
+    else:
+        return None
+    return f"{problem}; {ENERGIES_FIX}"

@@ -7,7 +7,7 @@ torch.
 
 from __future__ import annotations
 
-_MODEL_FILE_NAMES = ("ModelFile", "ModelFileError", "export", "load", "read_metadata")
+_MODEL_FILE_NAMES = ("ModelFile", "ModelFileError", "ModelOutputError", "export", "load", "read_metadata")
 
 __all__ = list(_MODEL_FILE_NAMES)
 

@@ -53,8 +53,12 @@ Choices, documented here and asserted by tests/test_calculator.py:
   1 000 000 on a GPU (untested); ``chunk=N`` at most N atoms per call; ``chunk=None`` one call
   for all atoms.
 
-Bad input raises :class:`AtomsInputError` (both a ``ValueError`` and ASE's ``InputError``).
-Problems with the model file raise :class:`mdval.deploy.model_file.ModelFileError` unchanged.
+Bad input raises :class:`AtomsInputError` (both a ``ValueError`` and ASE's ``InputError``):
+elements the model lacks, NaN or inf positions or cell, a periodic direction without a cell
+vector (zero or linearly dependent), overlapping atoms. Problems with the model file, including a
+``forward`` that fails or returns energies of the wrong shape or dtype, raise
+:class:`mdval.deploy.model_file.ModelFileError` unchanged; NaN or inf energies or forces raise
+:class:`mdval.deploy.model_file.ModelOutputError` naming the atoms (both are ``ValueError``).
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mdval.data.neighbors import neighbor_list
-from mdval.deploy.model_file import ModelFile, load
+from mdval.deploy.model_file import ModelFile, load, non_finite_atoms, non_finite_error
 from mdval.nn.forces import energy_forces_virial
 
 #: Two atoms (or an atom and a periodic image of any atom) closer than this (Å) is an error.
@@ -275,7 +279,10 @@ class Calculator(_AseCalculator):
                 "(e.g. a blown-up MD run): restart from a sane structure"
             )
         species = self.species(atoms)
-        nl = neighbor_list(positions, cell, atoms.pbc, self.cutoff)
+        try:
+            nl = neighbor_list(positions, cell, atoms.pbc, self.cutoff)
+        except ValueError as exc:  # e.g. a periodic direction without a cell vector
+            raise AtomsInputError(str(exc)) from None
         self._check_overlap(nl.centers, nl.neighbors, nl.vectors)
         device = self.device
         return ModelInputs(
@@ -294,20 +301,37 @@ class Calculator(_AseCalculator):
         if not close.any():
             return
         edges = np.flatnonzero(close)
-        first = min(edges, key=lambda e: (min(centers[e], neighbors[e]), max(centers[e], neighbors[e])))
+
+        def order(e):  # the pair of lowest indices, at its closest image (a tiny cell has many)
+            return min(centers[e], neighbors[e]), max(centers[e], neighbors[e]), r2[e]
+
+        first = min(edges, key=order)
         i, j = sorted((int(centers[first]), int(neighbors[first])))
         distance = float(np.sqrt(r2[first]))
-        what = f"atoms {i} and {j} are" if i != j else f"atom {i} and its own periodic image are"
+        limit = f"{distance:.3f} Å apart, closer than MIN_SEPARATION = {MIN_SEPARATION} Å"
+        if i == j:
+            raise AtomsInputError(
+                f"atom {i} and its own periodic image are {limit}: the cell is too small along a "
+                "periodic direction; fix the cell (Å) or set pbc=False along that direction"
+            )
         raise AtomsInputError(
-            f"{what} {distance:.3f} Å apart, closer than MIN_SEPARATION = {MIN_SEPARATION} Å: two "
-            "atoms at the same position; remove the duplicate atom or fix the structure"
+            f"atoms {i} and {j} are {limit}: two atoms at the same position; remove the duplicate "
+            "atom or fix the structure"
         )
 
     # ----------------------------------------------------------------- inputs -> model
     def evaluate(self, inputs: ModelInputs, atom_virial: bool = True) -> Dict[str, torch.Tensor]:
         """Energy, per-atom energies, forces, virial and (if ``atom_virial``) per-atom virial: one
         autograd call per chunk of centres (one call in all unless the system is larger than a
-        chunk)."""
+        chunk). NaN or inf energies or forces raise :class:`ModelOutputError` naming the atoms."""
+        out = self._evaluate(inputs, atom_virial)
+        bad = non_finite_atoms(out["atom_energy"], out["forces"])
+        if bad is not None:
+            raise non_finite_error(self.model.path, bad, inputs.n_local)
+        return out
+
+    def _evaluate(self, inputs: ModelInputs, atom_virial: bool) -> Dict[str, torch.Tensor]:
+        """:meth:`evaluate` without the finiteness check."""
         centers = inputs.edge_index[0]
         if self.chunk_atoms is not None or self.chunk_edges is not None:
             counts = torch.bincount(centers, minlength=inputs.n_local).cpu().numpy()

@@ -48,8 +48,13 @@ class Predictions:
 
 
 def predict_frames(model, frames, type_names, cutoff: float, *, batch_size: int = 8,
-                   neighbor_cache=None, virial: bool = True) -> Predictions:
-    """Run ``model`` (callable with the ABI v1 signature) on ``frames``, ``batch_size`` at a time."""
+                   neighbor_cache=None, virial: bool = True, check_finite: bool = False) -> Predictions:
+    """Run ``model`` (callable with the ABI v1 signature) on ``frames``, ``batch_size`` at a time.
+
+    ``check_finite``: NaN or inf predicted energies or forces raise
+    :class:`mdval.deploy.model_file.ModelOutputError` naming the frame and its atoms, instead of
+    turning every error metric into NaN.
+    """
     if len(frames) == 0:
         raise ValueError("no frames to evaluate; the data set is empty")
     keys = ("energy_label", "energy_pred", "force_label", "force_pred", "virial_label",
@@ -60,6 +65,8 @@ def predict_frames(model, frames, type_names, cutoff: float, *, batch_size: int 
         out = energy_forces_virial(model, b.species, b.edge_index, b.edge_vectors, b.n_local,
                                    frame_index=b.frame_index, n_frames=b.n_frames, forces=True,
                                    virial=virial)
+        if check_finite:
+            _check_finite(model, out, b, first_frame=start)
         nat = b.n_atoms_per_frame
         parts["energy_label"].append((b.energy / nat).numpy())
         parts["energy_pred"].append((out["energy"].detach() / nat).numpy())
@@ -73,6 +80,23 @@ def predict_frames(model, frames, type_names, cutoff: float, *, batch_size: int 
     empty = {"force_label": np.zeros((0, 3)), "force_pred": np.zeros((0, 3)),
              "virial_label": np.zeros((0, 3, 3)), "virial_pred": np.zeros((0, 3, 3))}
     return Predictions(**{k: (np.concatenate(v) if v else empty[k]) for k, v in parts.items()})
+
+
+def _check_finite(model, out: dict, batch, first_frame: int) -> None:
+    """Raise for the first frame of ``batch`` (frame ``first_frame`` of the data is its first) with
+    NaN or inf predicted energies or forces, naming the atoms by their index in that frame."""
+    from mdval.deploy.model_file import non_finite_atoms, non_finite_error
+
+    bad = non_finite_atoms(out["atom_energy"].detach(), out["forces"].detach())
+    if bad is None:
+        return
+    frame_of_atom = batch.frame_index.cpu()
+    frame = int(frame_of_atom[bad[0]])
+    counts = batch.n_atoms_per_frame.cpu()
+    offset = int(counts[:frame].sum())
+    atoms = bad[frame_of_atom[bad] == frame] - offset
+    raise non_finite_error(getattr(model, "path", "the model"), atoms, int(counts[frame]),
+                           f" in frame {first_frame + frame} of the data")
 
 
 def _mae_rmse(pred: np.ndarray, label: np.ndarray) -> tuple[float, float]:
@@ -109,5 +133,6 @@ def evaluate_model_file(model_path, data_paths, *, format: str | None = None, ba
     model = load(model_path)
     frames = read_many(list(data_paths), format, type_names=model.type_names)
     with torch.enable_grad():
-        pred = predict_frames(model, frames, model.type_names, model.cutoff, batch_size=batch_size)
+        pred = predict_frames(model, frames, model.type_names, model.cutoff, batch_size=batch_size,
+                              check_finite=True)
     return error_metrics(pred), pred, model.metadata
