@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-# Modules that expose ``register(subparsers)``; each adds its sub-commands.
+# Modules that expose ``register(subparsers)``; each adds its sub-commands. `mdval --help` lists
+# the commands in this order, the order of the workflow.
 COMMAND_MODULES: tuple[str, ...] = (
-    "mdval.data.commands",
-    "mdval.deploy.lammps_commands",
-    "mdval.deploy.compress",
-    "mdval.train.fisher_commands",
-    "mdval.train.commands",
-    "mdval.md.commands",
-    "mdval.report.commands",
+    "mdval.data.commands",  # data
+    "mdval.train.commands",  # train, test, export
+    "mdval.deploy.compress",  # compress
+    "mdval.train.fisher_commands",  # fisher
+    "mdval.deploy.lammps_commands",  # lammps
+    "mdval.md.commands",  # md, run
+    "mdval.report.commands",  # report, compare, demo
+)
+
+#: `mdval --help` text above the command list (plain text: argparse prints it as it is).
+DESCRIPTION: str = (
+    "Train neural-network force fields, export them as model files for ASE and LAMMPS, and "
+    "validate them with molecular dynamics. The commands below follow the workflow: make data, "
+    "train, test/export/compress the model, inspect it (fisher), build the LAMMPS plugin, run MD, "
+    "then report and compare. Run 'mdval COMMAND --help' for the options of each."
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from mdval import __version__
 
-    parser = argparse.ArgumentParser(prog="mdval", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mdval", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"mdval {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -37,10 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-        # User mistakes (bad config, bad data, bad model file) get one clear line, no traceback.
+    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        # User mistakes (bad config, bad data, bad model file, a folder one may not write) get
+        # one clear line, no traceback.
+        if isinstance(exc, OSError) and exc.filename and exc.strerror:
+            exc = f"{exc.filename}: {exc.strerror.lower()}"
         print(f"mdval: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `mdval ... | head` closed the pipe: stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("mdval: interrupted", file=sys.stderr)
         return 130

@@ -176,6 +176,6 @@ def test_fisher_refuses_a_compressed_model(tmp_path, capsys):
     out = tmp_path / "c.pt"
     assert mdval_main(["compress", str(src), "-o", str(out)]) == 0
     capsys.readouterr()
-    assert mdval_main(["fisher", str(out), str(tmp_path / "unused.xyz")]) == 1
-    assert (f"mdval fisher: {out} is a compressed model (its embedding is a table, not trainable "
+    assert mdval_main(["fisher", str(out), str(tmp_path / "unused.xyz")]) == 2
+    assert (f"mdval: error: {out} is a compressed model (its embedding is a table, not trainable "
             "weights); run mdval fisher on the uncompressed model file") in capsys.readouterr().err

@@ -54,14 +54,29 @@ def test_emt_rejects_unknown_element():
         make_teacher("emt", element="Si")
 
 
-def test_cli_generate_with_lammps_preset(tmp_path):
+def test_cli_generate_with_lammps_preset(tmp_path, capsys):
     out = tmp_path / "eam.xyz"
     code = main(["data", "generate", "--reference", "lammps:Cu_u3.eam", "--n-frames", "5", "--seed", "3",
                  "--strain-fraction", "0.4", "--out", str(out), "--quiet"])
     assert code == 0
     frames = read_frames(out)
     assert len(frames) == 5 and frames[0].info["reference"] == "lammps:Cu_u3.eam"
-    assert main(["data", "generate", "--reference", "lammps:Nope.eam", "--out", str(out), "--quiet"]) == 1
+    capsys.readouterr()
+    assert main(["data", "generate", "--reference", "lammps:Nope.eam", "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("mdval: error: unknown LAMMPS preset 'Nope.eam'; known presets: Cu_u3.eam,")
+    assert len(read_frames(out)) == 5  # the earlier file is untouched
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--temperatures-K", "-5", "temperatures_K must be one or more temperatures > 0 K, got [-5.0]"),
+    ("--strain-fraction", "1.5", "strain_fraction must be in [0, 1] (the share of strained frames), got 1.5"),
+])
+def test_cli_generate_refuses_impossible_settings(tmp_path, capsys, option, value, message):
+    """A negative temperature used to give NaN velocities and was written out with exit 0."""
+    out = tmp_path / "x.xyz"
+    assert main(["data", "generate", option, value, "--n-frames", "2", "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"mdval: error: {message}\n"
+    assert not out.exists()
 
 
 def _strained_copper(calc):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -176,8 +177,15 @@ def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path):
     for (k, a), (_, b) in zip(model.state_dict().items(), rebuilt.state_dict().items()):
         assert torch.equal(a, b), k
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="is not a readable mdval checkpoint"):
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'bad.pt'} is not a readable mdval checkpoint (not a "
+                                                   "file written by torch.save: cut short, or a file of another kind)")):
         load_checkpoint(tmp_path / "bad.pt")
+    from mdval.deploy.model_file import export
+
+    export(model, tmp_path / "model.pt", {"optimizer": "none"})
+    with pytest.raises(ValueError, match=re.escape("model.pt is not a readable mdval checkpoint (it is an exported "
+                                                   "TorchScript model; give a checkpoint, runs/NAME/checkpoints/best.pt)")):
+        load_checkpoint(tmp_path / "model.pt")
 
 
 def test_config_overrides_and_unknown_keys(tmp_path, data_dir):

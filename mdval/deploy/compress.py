@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mdval.argtypes import HelpFormatter
+
 # torch is imported inside the functions, so that `mdval --help` stays fast.
 
 
@@ -69,15 +71,19 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "compress",
         help="tabulate the embedding nets of a DeepPot-SE model file (faster MD, any activation)",
-        description=__doc__,
+        description="Tabulate the embedding nets of a DeepPot-SE model file (like dp compress). The "
+        "compressed file keeps ABI v1 and the same metadata, plus a 'compression' entry (method, "
+        "grid, the measured interpolation error); the ASE calculator and pair_style taafs read it "
+        "like any other model file. Method and accuracy: mdval/nn/tabulated.py.",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("model", help="model file (.pt) written by `mdval export`")
+    p.add_argument("model", help="model file (.pt) written by mdval export")
     p.add_argument("-o", "--out", required=True, help="compressed model file to write")
     p.add_argument("--r-min", type=float, default=0.5,
-                   help="Å; pairs closer than this use the exact nets (default 0.5)")
+                   help="pairs closer than this distance in Å use the exact nets")
     p.add_argument("--tolerance", type=float, default=1e-10,
-                   help="largest interpolation error relative to max |G| (default 1e-10)")
-    p.add_argument("--dtype", choices=("float64", "float32"), default=None,
+                   help="largest interpolation error, relative to max |G|")
+    p.add_argument("--dtype", choices=("float64", "float32"),
                    help="compute dtype of the written model (default: that of the input)")
     p.set_defaults(func=_compress)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mdval.argtypes import HelpFormatter, positive_int
+
 
 def _build(args: argparse.Namespace) -> int:
     from mdval.deploy import lammps_plugin
@@ -42,11 +44,14 @@ def _check(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("lammps", help="the LAMMPS plugin pair_style taafs")
     sub = parser.add_subparsers(dest="lammps_command", metavar="ACTION", required=True)
-    p = sub.add_parser("build", help="build the plugin with CMake (skipped when up to date)")
+    p = sub.add_parser("build", help="build the plugin with CMake (skipped when up to date)",
+                       formatter_class=HelpFormatter)
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
-    p.add_argument("--jobs", "-j", type=int, default=None, help="parallel compile jobs")
+    p.add_argument("--jobs", "-j", type=positive_int,
+                   help="parallel compile jobs (default: the number of CPU cores)")
     p.add_argument("--verbose", action="store_true", help="show the CMake output")
     p.set_defaults(func=_build)
-    p = sub.add_parser("check", help="where the plugin is, whether lmp loads it, its versions")
-    p.add_argument("--lmp", default=None, help="lmp executable (default: the one of this venv)")
+    p = sub.add_parser("check", help="where the plugin is, whether lmp loads it, its versions",
+                       formatter_class=HelpFormatter)
+    p.add_argument("--lmp", help="lmp executable (default: the one of this venv)")
     p.set_defaults(func=_check)

@@ -16,16 +16,17 @@ Outputs in ``output_dir``: ``thermo.csv`` (columns in mdval/md/results.py), ``tr
 (production frames every ``trajectory_interval`` steps, with ``step`` and ``time_ps`` in the frame
 info), ``checkpoint.pkl`` (positions, momenta, cell, step, RNG state and integrator state, written
 atomically every ``checkpoint_interval`` steps) and ``results.json``. A second call with the same
-``output_dir`` resumes from the checkpoint; thermo rows and frames written after it are dropped
-first, so the files read as one uninterrupted run. With a Langevin or Bussi thermostat the RNG
-state is restored too, so a resumed run follows the same trajectory as an uninterrupted one.
+``output_dir`` resumes from the checkpoint when the folder holds the same run (mdval/md/run_folder.py:
+another run there is refused), and a larger ``steps`` extends the run; thermo rows and frames
+written after the checkpoint are dropped first, so the files read as one uninterrupted run. With a
+Langevin or Bussi thermostat the RNG state is restored too, so a resumed run follows the same
+trajectory as an uninterrupted one.
 
 The checkpoint is a Python pickle: only resume from checkpoints you wrote yourself.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from ase import units
 
 from mdval import fileio
 from mdval.md import results as res
+from mdval.md import run_folder
 from mdval.md.protocols import ProtocolSettings, RunResult
 from mdval.md.stability import Failure, StabilityMonitor
 
@@ -99,22 +101,20 @@ def _state_row(atoms, step: int, settings: ProtocolSettings, phase: str) -> dict
 
 def _truncate_outputs(out: Path, step: int) -> None:
     """Drop thermo rows and frames beyond ``step`` (written after the last checkpoint)."""
-    from ase.io import read, write
+    from ase.io import write
 
     thermo = out / res.THERMO_FILE
     if thermo.exists():
         lines = thermo.read_text().splitlines(keepends=True)
-        kept = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",", 1)[0]) <= step]
+        # a row without its newline was cut by the kill; the next row would be appended onto it
+        kept = lines[:1] + [ln for ln in lines[1:] if ln.endswith("\n") and ln.strip()
+                            and int(ln.split(",", 1)[0]) <= step]
         fileio.write_text(thermo, "".join(kept))
     traj = out / res.TRAJECTORY_FILE
     if traj.exists():
-        try:
-            frames = [f for f in read(traj, ":") if int(f.info.get("step", 0)) <= step]
-        except Exception:  # a frame cut by the kill: keep what reads
-            frames = []
-        tmp = traj.with_suffix(".tmp.extxyz")
-        write(tmp, frames, format="extxyz") if frames else tmp.write_text("")
-        os.replace(tmp, traj)
+        frames = [f for f in res.read_trajectory(traj) if int(f.info.get("step", 0)) <= step]
+        with fileio.atomic_path(traj, suffix=".extxyz") as tmp:
+            write(tmp, frames, format="extxyz") if frames else tmp.write_text("")
 
 
 def run_ase(atoms, potential, settings: ProtocolSettings, output_dir, *, calculator=None, resume: bool = True,
@@ -123,40 +123,56 @@ def run_ase(atoms, potential, settings: ProtocolSettings, output_dir, *, calcula
 
     ``potential`` is a spec string or :class:`~mdval.md.results.Potential` (model path, ``emt:Cu``,
     ``lammps:Cu_u3.eam``); ``calculator`` overrides the calculator built from it (any ASE
-    calculator). ``atoms`` is the starting structure (not modified). With ``resume`` and a
-    checkpoint in ``output_dir`` the run continues from it.
+    calculator). ``atoms`` is the starting structure (not modified). With ``resume`` the run
+    continues from the checkpoint in ``output_dir`` if there is one, and raises
+    :class:`~mdval.md.run_folder.RunFolderError` if the folder holds another run; without it
+    the folder's run files are deleted and the run starts afresh.
     """
-    from ase.io import write
+    potential = potential if isinstance(potential, res.Potential) else res.Potential(str(potential))
+    out = Path(output_dir)
+    atoms = atoms.copy()
+    # built first, so that a bad model file fails before the folder is touched
+    atoms.calc = calculator if calculator is not None else ase_calculator(potential, device=device, threads=threads)
+    with run_folder.claim(out, run_folder.identity(atoms, potential, settings, "ase"), resume=resume):
+        return _run(atoms, potential, settings, out, provenance_extra or {})
+
+
+def _start(atoms, settings: ProtocolSettings, out: Path, rng) -> tuple[int, float, dict | None, int | None]:
+    """Restore the checkpoint in ``out`` into ``atoms`` and ``rng``, or thermalise a fresh start.
+
+    Returns (step, reference volume in Å³, integrator state, step resumed from or None).
+    """
     from ase.md import velocitydistribution as velocities
     from ase.md.velocitydistribution import Stationary
 
-    potential = potential if isinstance(potential, res.Potential) else res.Potential(str(potential))
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atoms = atoms.copy()
-    atoms.calc = calculator if calculator is not None else ase_calculator(potential, device=device, threads=threads)
-    rng = np.random.default_rng(settings.seed)
     ckpt_path = out / CHECKPOINT_FILE
-    dyn_state = None
-    resumed_from = None
-    if resume and ckpt_path.exists():
+    if ckpt_path.exists():
         with open(ckpt_path, "rb") as handle:
             ckpt = pickle.load(handle)
+        step = ckpt["step"]
+        run_folder.refuse_shorter(out, step, settings)
         atoms.set_cell(ckpt["cell"])
         atoms.set_positions(ckpt["positions"])
         atoms.set_momenta(ckpt["momenta"])
         rng.bit_generator.state = ckpt["rng_state"]
-        step, volume0, dyn_state = ckpt["step"], ckpt["reference_volume_A3"], ckpt["dyn_state"]
-        resumed_from = step
+        if step < settings.total_steps:  # the run goes on: a results.json of its shorter self is stale
+            (out / res.RESULTS_FILE).unlink(missing_ok=True)
         _truncate_outputs(out, step)
-    else:
-        for name in (res.THERMO_FILE, res.TRAJECTORY_FILE, res.RESULTS_FILE, CHECKPOINT_FILE):
-            (out / name).unlink(missing_ok=True)
-        # ASE >= 3.29 names it thermalize_momenta (MaxwellBoltzmannDistribution is deprecated).
-        thermalize = getattr(velocities, "thermalize_momenta", velocities.MaxwellBoltzmannDistribution)
-        thermalize(atoms, temperature_K=settings.temperature_K, rng=rng)
-        Stationary(atoms)
-        step, volume0 = 0, float(atoms.get_volume())
+        return step, ckpt["reference_volume_A3"], ckpt["dyn_state"], step
+    run_folder.reset(out)  # what a start killed before its first checkpoint wrote
+    # ASE >= 3.29 names it thermalize_momenta (MaxwellBoltzmannDistribution is deprecated).
+    thermalize = getattr(velocities, "thermalize_momenta", velocities.MaxwellBoltzmannDistribution)
+    thermalize(atoms, temperature_K=settings.temperature_K, rng=rng)
+    Stationary(atoms)
+    return 0, float(atoms.get_volume()), None, None
+
+
+def _run(atoms, potential: res.Potential, settings: ProtocolSettings, out: Path, provenance_extra: dict) -> RunResult:
+    from ase.io import write
+
+    rng = np.random.default_rng(settings.seed)
+    ckpt_path = out / CHECKPOINT_FILE
+    step, volume0, dyn_state, resumed_from = _start(atoms, settings, out, rng)
     monitor = StabilityMonitor(settings.limits, temperature_K=settings.temperature_K, reference_volume_A3=volume0)
     n_equil, total = settings.equilibration_steps, settings.total_steps
 
@@ -226,17 +242,14 @@ def run_ase(atoms, potential, settings: ProtocolSettings, output_dir, *, calcula
             failure = Failure("engine_error", f"{type(exc).__name__}: {message} near step {step} ({time_ps:.4g} ps)",
                               step, time_ps)
     return finish(out, settings, potential, "ase", len(atoms), failure, step,
-                  {"resumed_from_step": resumed_from, **(provenance_extra or {})})
+                  {"resumed_from_step": resumed_from, **provenance_extra})
 
 
 def finish(out: Path, settings: ProtocolSettings, potential: res.Potential, engine: str, n_atoms: int,
            failure: Failure | None, step: int, extra: dict) -> RunResult:
     """Analyse the files in ``out`` and write ``results.json``; shared by both engines."""
-    from ase.io import read
-
     thermo = res.read_thermo(out / res.THERMO_FILE)
-    traj = out / res.TRAJECTORY_FILE
-    frames = read(traj, ":") if traj.exists() and traj.stat().st_size else []
+    frames = res.read_trajectory(out / res.TRAJECTORY_FILE)
     try:
         observables = res.analyse(settings, thermo, frames, n_atoms)
     except Exception as exc:  # e.g. too few samples of a run that failed early

@@ -15,26 +15,34 @@ own ``${var}`` syntax is untouched). Fixes, with τ_T = ``thermostat_damping_fs`
 Stability detectors run inside LAMMPS as ``fix halt ... error soft`` (temperature, minimum
 distance through ``compute coord/atom`` with the limit as cutoff, volume change); lost atoms
 through ``thermo_modify lost error``; non-finite energies from the parsed log. The log is parsed
-into ``thermo.csv``, the dumps into ``trajectory.extxyz``. ``restart N restart.*`` writes restart
-files; a second call with the same ``output_dir`` resumes from the newest one with
-``read_restart`` (the stochastic thermostats are reseeded with seed + step: the continuation is
-statistically, not bitwise, the same).
+into ``thermo.csv``, the dumps into ``trajectory.extxyz`` (whole frames only: a frame cut by a kill
+is dropped). ``restart N restart.*`` writes restart files; a second call with the same
+``output_dir`` resumes from the newest one with ``read_restart`` when the folder holds the same
+run (mdval/md/run_folder.py: another run there is refused), and a larger ``steps`` extends the
+run (the stochastic thermostats are reseeded with seed + step: the continuation is
+statistically, not bitwise, the same). A run that finished is analysed again, not rerun.
+
+``lmp`` (or ``mpirun``) runs under mdval/md/guard.py, so that it dies with mdval, even when mdval
+is killed with SIGKILL.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from string import Template
 
-
 from mdval import fileio
+from mdval.md import guard, run_folder
 from mdval.md import results as res
 from mdval.md.ase_engine import finish
 from mdval.md.protocols import ProtocolSettings, RunResult
@@ -177,9 +185,16 @@ def _failure_from(events: list[str], rows: list[dict], settings: ProtocolSetting
     return None
 
 
-def _restarts(out: Path) -> list[tuple[int, Path]]:
+def _restarts(out: Path, state: dict) -> list[tuple[int, Path]]:
+    """(step, file) of the run's restart files, oldest first: ``restart.<step>``, and
+    ``restart.final`` when the state says the run finished (a failed segment writes one too)."""
     found = [(int(p.name.split(".")[1]), p) for p in out.glob("restart.*") if p.name.split(".")[1].isdigit()]
-    return sorted(found)
+    if state.get("finished_step") is not None and (out / "restart.final").exists():
+        found.append((state["finished_step"], out / "restart.final"))
+    # LAMMPS writes a restart file in place: a kill during the write leaves it cut short. Every
+    # restart of one run has the same size (same atoms, same fix state), so a smaller one is cut.
+    full = max((path.stat().st_size for _, path in found), default=0)
+    return sorted((step, path) for step, path in found if path.stat().st_size == full)
 
 
 def _collect(out: Path, settings: ProtocolSettings, upto_step: int | None = None) -> list[dict]:
@@ -194,25 +209,29 @@ def _collect(out: Path, settings: ProtocolSettings, upto_step: int | None = None
     return rows
 
 
+def _dump_frame_lines(lines: list[str], k: int) -> int:
+    """Lines of the ``dump custom`` frame at line ``k``: 9 header lines, then one per atom."""
+    if lines[k] != "ITEM: TIMESTEP" or lines[k + 2] != "ITEM: NUMBER OF ATOMS":
+        raise ValueError(f"no dump frame starts at line {k + 1}")
+    return 9 + int(lines[k + 3])
+
+
 def _trajectory(out: Path, settings: ProtocolSettings) -> None:
-    """All dump segments into one extxyz with ``step``/``time_ps`` in each frame's info."""
+    """All dump segments into one extxyz with ``step``/``time_ps`` in each frame's info (whole
+    frames only: a frame cut by a kill is dropped, the ones before it are kept)."""
     from ase.io import read, write
 
     frames: dict[int, object] = {}
     for dump in sorted(out.glob("traj.*.lammpstrj"), key=lambda p: int(p.name.split(".")[1])):
-        text = dump.read_text()
+        text = res.whole_frames(dump.read_text(), _dump_frame_lines)
         steps = [int(s) for s in re.findall(r"ITEM: TIMESTEP\n\s*(\d+)", text)]
-        try:
-            images = read(dump, ":", format="lammps-dump-text")
-        except Exception:  # a dump cut by a kill: keep the complete frames
-            images = []
+        images = read(io.StringIO(text), ":", format="lammps-dump-text") if text else []
         for step, atoms in zip(steps, images):
             atoms.calc = None
             atoms.info.update(step=step, time_ps=step * settings.timestep_fs / 1000.0)
             frames[step] = atoms
-    tmp = out / (res.TRAJECTORY_FILE + ".tmp")
-    write(tmp, [frames[s] for s in sorted(frames)], format="extxyz") if frames else tmp.write_text("")
-    os.replace(tmp, out / res.TRAJECTORY_FILE)
+    with fileio.atomic_path(out / res.TRAJECTORY_FILE, suffix=".extxyz") as tmp:
+        write(tmp, [frames[s] for s in sorted(frames)], format="extxyz") if frames else tmp.write_text("")
 
 
 def run_lammps(atoms, potential, settings: ProtocolSettings, output_dir, *, np: int = 1, resume: bool = True,
@@ -220,31 +239,60 @@ def run_lammps(atoms, potential, settings: ProtocolSettings, output_dir, *, np: 
     """Run one protocol in LAMMPS and return its :class:`RunResult` (never raises on an MD failure).
 
     ``np`` > 1 runs ``mpirun -np np lmp``; ``timeout_s`` bounds the wall time of the process (a
-    timeout is recorded as a failure). With ``resume`` and restart files in ``output_dir`` the run
-    continues from the newest one.
+    timeout is recorded as a failure). With ``resume`` the run continues from the newest restart
+    file in ``output_dir`` if there is one, and raises
+    :class:`~mdval.md.run_folder.RunFolderError` if the folder holds another run; without it the
+    folder's run files are deleted and the run starts afresh.
     """
-    from ase.io import write
-
     potential = potential if isinstance(potential, res.Potential) else res.Potential(str(potential))
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     elements = sorted(set(atoms.get_chemical_symbols()))
     if potential.is_model:
         from mdval.deploy.model_file import read_metadata
 
         elements = [e for e in read_metadata(potential.spec)["type_names"] if e in elements] or elements
+    pair_lines(potential, elements)  # a potential LAMMPS cannot run fails here, before the folder is touched
+    with run_folder.claim(out, run_folder.identity(atoms, potential, settings, "lammps"), resume=resume):
+        segment = _next_segment(out, atoms, potential, settings, elements, lost)
+        command = [executable("lmp"), "-nocite", "-in", f"in.{segment['number']}.lammps",
+                   "-log", f"log.{segment['number']}.lammps", "-screen", "none"]
+        if np > 1:
+            command = [executable("mpirun"), "-np", str(np)] + command
+        proc = _launch(command, out, timeout_s) if segment["run"] else None
+        rows, failure = _outcome(out, settings, segment, proc, timeout_s)
+        if segment["run"] and failure is None:  # finished: a next call of this length has nothing to run
+            state = json.loads((out / STATE_FILE).read_text())
+            res.write_json_atomic(out / STATE_FILE, {**state, "finished_step": settings.total_steps})
+        fileio.write_text(out / res.THERMO_FILE, res.thermo_csv(rows))
+        _trajectory(out, settings)
+        extra = {"resumed_from_step": segment["resumed_from"], "mpi_ranks": np, "command": " ".join(command[-8:]),
+                 "input": f"in.{segment['number']}.lammps", **(provenance_extra or {})}
+        last_step = rows[-1]["step"] if rows else segment["start_step"]
+        return finish(out, settings, potential, "lammps", len(atoms), failure,
+                      failure.step if failure else last_step, extra)
+
+
+def _next_segment(out: Path, atoms, potential: res.Potential, settings: ProtocolSettings, elements: list[str],
+                  lost: str) -> dict:
+    """Write the input of the next segment of the run in ``out``: a resume from its newest restart
+    file, or a fresh start. Returns the segment's ``number``, ``start_step``, ``resumed_from``
+    and ``run`` (False when the run finished before: its files are only analysed again)."""
+    from ase.io import write
+
     state_path = out / STATE_FILE
-    restarts = _restarts(out) if resume and state_path.exists() else []
-    if restarts and restarts[-1][0] < settings.total_steps:
-        state = json.loads(state_path.read_text())
+    state = json.loads(state_path.read_text()) if state_path.exists() else None
+    if state and state.get("finished_step") == settings.total_steps:
+        return {"number": state["segments"], "start_step": settings.total_steps,
+                "resumed_from": settings.total_steps, "run": False}
+    restarts = _restarts(out, state) if state else []
+    if restarts:
         start_step, restart_file = restarts[-1]
+        run_folder.refuse_shorter(out, start_step, settings)
+        (out / res.RESULTS_FILE).unlink(missing_ok=True)  # the run goes on: the results of its shorter self are stale
         structure, velocity = f"read_restart    {restart_file.name}", False
-        segment = state["segments"] + 1
-        volume0 = state["volume0_A3"]
-        resumed_from = start_step
+        segment, volume0, resumed_from = state["segments"] + 1, state["volume0_A3"], start_step
     else:
-        for path in list(out.glob("log.*.lammps")) + list(out.glob("traj.*.lammpstrj")) + list(out.glob("restart.*")):
-            path.unlink()
+        run_folder.reset(out)  # what a start killed before its first restart file wrote
         write(out / "structure.data", atoms, format="lammps-data", specorder=elements, masses=True, units="metal")
         structure, velocity, start_step, segment = "read_data       structure.data", True, 0, 1
         volume0, resumed_from = float(atoms.get_volume()), None
@@ -252,20 +300,40 @@ def run_lammps(atoms, potential, settings: ProtocolSettings, output_dir, *, np: 
     text = render_input(settings, potential, elements, structure=structure, velocity=velocity, start_step=start_step,
                         volume0_A3=volume0, segment=segment, lost=lost)
     fileio.write_text(out / f"in.{segment}.lammps", text)
-    command = [executable("lmp"), "-nocite", "-in", f"in.{segment}.lammps", "-log", f"log.{segment}.lammps",
-               "-screen", "none"]
-    if np > 1:
-        command = [executable("mpirun"), "-np", str(np)] + command
-    failure = None
+    return {"number": segment, "start_step": start_step, "resumed_from": resumed_from, "run": True}
+
+
+def _launch(command: list[str], cwd: Path, timeout_s: float | None) -> subprocess.CompletedProcess | None:
+    """Run ``command`` in ``cwd`` under the guard (mdval/md/guard.py); None on a timeout.
+
+    The guard leads a process group of its own; on a timeout, Ctrl-C or any error here the whole
+    group is killed, not only the guard (``lmp`` is a script that starts the real binary). The
+    kernel signals the guard when the thread that started it ends, so call this from a thread
+    that lives as long as the run (the main thread, as the CLI and compare's workers do).
+    """
+    proc = subprocess.Popen(guard.wrap(command), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        proc = subprocess.run(command, cwd=out, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc = None
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return None
+        raise
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
+def _outcome(out: Path, settings: ProtocolSettings, segment: dict, proc,
+             timeout_s) -> tuple[list[dict], Failure | None]:
+    """Thermo rows of the whole run (up to a failure) and the failure of this segment, if any."""
     rows = _collect(out, settings)
-    events = parse_log((out / f"log.{segment}.lammps").read_text(errors="replace"))[1] \
-        if (out / f"log.{segment}.lammps").exists() else []
-    failure = _failure_from(events, rows, settings)
-    last_step = rows[-1]["step"] if rows else start_step
+    if not segment["run"]:
+        return rows, None
+    log = out / f"log.{segment['number']}.lammps"
+    failure = _failure_from(parse_log(log.read_text(errors="replace"))[1] if log.exists() else [], rows, settings)
+    last_step = rows[-1]["step"] if rows else segment["start_step"]
     dt_ps = settings.timestep_fs / 1000.0
     if failure is None and proc is None:
         failure = Failure("engine_error", f"LAMMPS exceeded the timeout of {timeout_s} s at step {last_step}",
@@ -276,9 +344,4 @@ def run_lammps(atoms, potential, settings: ProtocolSettings, output_dir, *, np: 
                           f"{' | '.join(tail)}", last_step, last_step * dt_ps)
     if failure is not None:  # keep rows up to the failure
         rows = [r for r in rows if r["step"] <= failure.step] or rows
-    fileio.write_text(out / res.THERMO_FILE, res.thermo_csv(rows))
-    _trajectory(out, settings)
-    extra = {"resumed_from_step": resumed_from, "mpi_ranks": np, "command": " ".join(command[-8:]),
-             "input": f"in.{segment}.lammps", **(provenance_extra or {})}
-    return finish(out, settings, potential, "lammps", len(atoms), failure,
-                  failure.step if failure else last_step, extra)
+    return rows, failure

@@ -22,6 +22,7 @@ MTK barostat (Martyna, Tobias, Klein, J. Chem. Phys. 101, 4177 (1994)) in both e
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
@@ -29,6 +30,15 @@ from mdval.md.stability import StabilityLimits
 
 THERMOSTATS: tuple[str, ...] = ("langevin", "bussi", "nose-hoover-chain")
 PROTOCOLS: tuple[str, ...] = ("nve", "nvt", "npt")
+
+
+def is_number(value) -> bool:
+    """A finite int or float (not a bool, a string from a TOML typo, NaN or inf)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_integer(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 @dataclass
@@ -78,18 +88,21 @@ class ProtocolSettings:
         if self.thermostat not in THERMOSTATS:
             raise ValueError(f"thermostat must be one of {', '.join(THERMOSTATS)}, got {self.thermostat!r}")
         for name in ("timestep_fs", "temperature_K", "thermostat_damping_fs", "rdf_r_max_A"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{type(self).__name__}.{name} must be positive, got {getattr(self, name)!r}")
+            self._check(name, is_number(getattr(self, name)) and getattr(self, name) > 0, "a number > 0")
         for name in ("steps", "sample_interval", "trajectory_interval", "checkpoint_interval", "rdf_bins"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise ValueError(f"{type(self).__name__}.{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        if not (isinstance(self.equilibration_steps, int) and self.equilibration_steps >= 0):
-            raise ValueError(f"equilibration_steps must be an integer >= 0, got {self.equilibration_steps!r}")
+            self._check(name, is_integer(getattr(self, name), 1), "an integer >= 1")
+        for name in ("equilibration_steps", "seed"):
+            self._check(name, is_integer(getattr(self, name), 0), "an integer >= 0")
+        self._check("warmup_ps", is_number(self.warmup_ps), "a number >= 0")
         if self.warmup_ps < 0 or self.warmup_ps * 1000.0 >= self.steps * self.timestep_fs:
             raise ValueError(
                 f"warmup_ps = {self.warmup_ps} must be >= 0 and shorter than the production "
                 f"({self.steps} steps × {self.timestep_fs} fs = {self.steps * self.timestep_fs / 1000} ps)"
             )
+
+    def _check(self, name: str, ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(f"{type(self).__name__}.{name} must be {what}, got {getattr(self, name)!r}")
 
     @property
     def total_steps(self) -> int:
@@ -127,8 +140,9 @@ class NPTSettings(ProtocolSettings):
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.barostat_damping_fs > 0:
-            raise ValueError(f"barostat_damping_fs must be positive, got {self.barostat_damping_fs!r}")
+        self._check("pressure_bar", is_number(self.pressure_bar), "a number")
+        self._check("barostat_damping_fs", is_number(self.barostat_damping_fs) and self.barostat_damping_fs > 0,
+                    "a number > 0")
 
 
 SETTINGS_CLASSES = {"nve": NVESettings, "nvt": NVTSettings, "npt": NPTSettings}

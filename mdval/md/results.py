@@ -143,6 +143,36 @@ def read_thermo(path) -> dict:
     return out
 
 
+def whole_frames(text: str, frame_lines) -> str:
+    """``text`` up to the end of its last whole frame; a frame cut short (a kill in the middle of
+    its write) and anything after it are left out.
+
+    ``frame_lines(lines, k)`` is the number of lines of the frame that starts at line ``k``; it
+    raises ValueError or IndexError where no frame starts.
+    """
+    lines = text.split("\n")[:-1]  # what follows the last newline is empty or a cut line
+    k = 0
+    while k < len(lines):
+        try:
+            n = frame_lines(lines, k)
+        except (ValueError, IndexError):
+            break
+        if n < 1 or k + n > len(lines):
+            break
+        k += n
+    return "".join(line + "\n" for line in lines[:k])
+
+
+def read_trajectory(path) -> list:
+    """The frames of an extxyz trajectory, ``[]`` if there is none. Only whole frames are read: a
+    last frame cut short by a kill is dropped, the frames before it are kept."""
+    from ase.io import read
+
+    path = Path(path)
+    text = whole_frames(path.read_text(), lambda lines, k: int(lines[k]) + 2) if path.exists() else ""
+    return read(io.StringIO(text), ":", format="extxyz") if text else []
+
+
 def analyse(settings, thermo: dict, frames: list, n_atoms: int) -> dict:
     """Observables of a run from its thermo columns and production trajectory frames.
 

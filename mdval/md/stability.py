@@ -42,9 +42,11 @@ class StabilityLimits:
     def __post_init__(self):
         for name in ("temperature_limit_factor", "min_distance_A", "max_volume_change"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+            if not (number and value > 0):
                 raise ValueError(f"StabilityLimits.{name} must be a positive number, got {value!r}")
-        if not (isinstance(self.check_interval, int) and self.check_interval >= 1):
+        if not (isinstance(self.check_interval, int) and not isinstance(self.check_interval, bool)
+                and self.check_interval >= 1):
             raise ValueError(f"StabilityLimits.check_interval must be an integer >= 1, got {self.check_interval!r}")
 
     def as_dict(self) -> dict:

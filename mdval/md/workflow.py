@@ -5,7 +5,7 @@ Example (workflows/cu_emt.toml)::
     name = "cu_emt"
     output_dir = "runs/md/cu_emt"          # relative to the current directory
     engines = ["ase"]                      # "ase" and/or "lammps"
-    models = ["models/cu/*.pt"]            # paths or globs; none found = reference only
+    models = ["models/cu/*.pt"]            # paths or globs (from here, else from this file's folder)
     np = 1                                 # MPI ranks for the LAMMPS engine
 
     [system]
@@ -32,20 +32,32 @@ For every engine and protocol the reference runs first, then every model; each r
 own directory ``<output_dir>/<engine>/<protocol>/<label>/`` and results JSON, and each model's
 observables are compared with the reference of the same engine and with the first engine's
 reference (RDF error, density relative error). ``summary.json`` collects everything.
+
+Every mistake in a spec is one line naming the file, the table and the key: an unknown key (with
+the valid ones), a bad value, or a model pattern that matches no file. Before a batch resumes,
+every run folder is checked (mdval/md/run_folder.py): one that holds another run stops the batch
+before anything runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import inspect
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mdval.argtypes import element_problem
 from mdval.md import results as res
-from mdval.md.protocols import PROTOCOLS, make_settings
+from mdval.md import run_folder
+from mdval.md.protocols import PROTOCOLS, SETTINGS_CLASSES, is_integer, is_number, make_settings
+from mdval.md.stability import StabilityLimits
 
 ENGINES: tuple[str, ...] = ("ase", "lammps")
-_TOP_KEYS = {"name", "output_dir", "engines", "models", "np", "system", "reference", "defaults", "limits", "protocol"}
+_TOP_KEYS = ("name", "output_dir", "engines", "models", "np", "system", "reference", "defaults", "limits", "protocol")
+_LIMIT_KEYS = tuple(f.name for f in dataclasses.fields(StabilityLimits))
+_SETTING_KEYS = tuple(f.name for f in dataclasses.fields(SETTINGS_CLASSES["npt"]))  # npt's are a superset
 
 
 @dataclass
@@ -70,12 +82,35 @@ def build_system(lattice: str = "fcc", element: str = "Cu", a_A: float = 3.61, s
     """A bulk crystal from ``ase.build.bulk``, repeated ``supercell`` times."""
     from ase.build import bulk
 
-    if len(supercell) != 3 or not all(isinstance(n, int) and n >= 1 for n in supercell):
-        raise ValueError(f"[system] supercell must be three positive integers, got {supercell!r}")
+    problem = element_problem(element)
+    if problem:
+        raise ValueError(f"element {problem}")
+    for name, value in (("a_A", a_A), ("c_A", c_A)):
+        if value is not None and not (is_number(value) and value > 0):
+            raise ValueError(f"{name} must be a lattice constant > 0 in Å, got {value!r}")
+    if not (isinstance(supercell, (list, tuple)) and len(supercell) == 3 and all(is_integer(n, 1) for n in supercell)):
+        raise ValueError(f"supercell must be three integers >= 1, got {supercell!r}")
+    if not isinstance(cubic, bool):
+        raise ValueError(f"cubic must be true or false, got {cubic!r}")
     kwargs = {"a": a_A, "cubic": cubic}
     if c_A is not None:
         kwargs["c"] = c_A
-    return bulk(element, lattice, **kwargs).repeat(tuple(supercell))
+    try:
+        crystal = bulk(element, lattice, **kwargs)
+    except (ValueError, RuntimeError) as exc:  # an unknown lattice, or one with no cubic cell (hcp)
+        raise ValueError(f"ase.build.bulk cannot build {lattice!r} {element} with a = {a_A} Å"
+                         f"{' as a cubic cell' if cubic else ''} ({exc}); lattices of one element: sc, fcc, bcc, "
+                         "diamond, and hcp with cubic = false") from None
+    return crystal.repeat(tuple(supercell))
+
+
+def _check_keys(table, valid, where: str, path: Path) -> None:
+    """``table`` is a TOML table whose keys are all in ``valid``, else one line naming the first stray key."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} of {path} must be a table, got {table!r}")
+    unknown = [key for key in table if key not in valid]
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} in {where} of {path}; valid: {', '.join(sorted(valid))}")
 
 
 def load_workflow(path) -> Workflow:
@@ -88,39 +123,81 @@ def load_workflow(path) -> Workflow:
             raw = tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not valid TOML ({exc})") from None
-    unknown = sorted(set(raw) - _TOP_KEYS)
-    if unknown:
-        raise ValueError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TOP_KEYS))}")
+    _check_keys(raw, _TOP_KEYS, "the top level", path)
+    for key in ("name", "output_dir"):
+        if not isinstance(raw.get(key, ""), str):
+            raise ValueError(f"{key} in {path} must be a string, got {raw[key]!r}")
     engines = raw.get("engines", ["ase"])
-    bad = [e for e in engines if e not in ENGINES]
-    if bad or not engines:
+    if not (isinstance(engines, list) and engines and all(e in ENGINES for e in engines)):
         raise ValueError(f"{path}: engines must be a non-empty subset of {list(ENGINES)}, got {engines!r}")
+    if not is_integer(raw.get("np", 1), 1):
+        raise ValueError(f"np in {path} must be an integer >= 1 (MPI ranks per LAMMPS run), got {raw['np']!r}")
     reference = raw.get("reference", {})
+    _check_keys(reference, ENGINES, "[reference]", path)
     for engine in engines:
-        if engine not in reference:
+        if not isinstance(reference.get(engine), str):
             raise ValueError(f"{path}: [reference] needs an entry for engine '{engine}', e.g. "
                              f"{engine} = \"{'emt:Cu' if engine == 'ase' else 'lammps:Cu_u3.eam'}\"")
+    system = raw.get("system", {})
+    _check_keys(system, tuple(inspect.signature(build_system).parameters), "[system]", path)
+    try:
+        build_system(**system)
+    except ValueError as exc:
+        raise ValueError(f"[system] of {path}: {exc}") from None
+    return Workflow(name=raw.get("name", path.stem), output_dir=Path(raw.get("output_dir", f"runs/md/{path.stem}")),
+                    engines=list(engines), models=_models(raw.get("models", []), path), system=system,
+                    reference=reference, protocols=_protocols(raw, path), np=raw.get("np", 1), source=str(path),
+                    raw=raw)
+
+
+def _models(patterns, path: Path) -> list[str]:
+    """Model files matched by ``patterns``, each tried from the current folder, then from the spec's."""
+    if not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
+        raise ValueError(f"models in {path} must be a list of paths or globs, e.g. models = [\"models/cu/*.pt\"], "
+                         f"got {patterns!r}")
     models: list[str] = []
-    for pattern in raw.get("models", []):
-        matches = sorted(glob.glob(pattern)) or sorted(glob.glob(str(path.parent / pattern)))
+    for pattern in patterns:
+        matches = [m for m in sorted(glob.glob(pattern)) or sorted(glob.glob(str(path.parent / pattern)))
+                   if Path(m).is_file()]
+        if not matches:
+            raise FileNotFoundError(f"models entry {pattern!r} in {path} matches no file, neither in {Path.cwd()} "
+                                    f"nor in {path.parent.resolve()}; fix the path or remove it from models")
         models += [m for m in matches if m not in models]
+    labels: dict[str, str] = {}
+    for model in models:
+        other = labels.setdefault(res.Potential(model).label, model)
+        if other != model:
+            raise ValueError(f"models {other} and {model} in {path} would share the run folder "
+                             f"{res.Potential(model).label}; give the files different names")
+    return models
+
+
+def _protocols(raw: dict, path: Path) -> list:
     defaults, limits = raw.get("defaults", {}), raw.get("limits", {})
+    _check_keys(defaults, _SETTING_KEYS, "[defaults]", path)
+    _check_keys(limits, _LIMIT_KEYS, "[limits]", path)
     protocols = []
     for k, entry in enumerate(raw.get("protocol", [])):
+        where = f"[[protocol]] #{k + 1}"
+        _check_keys(entry, ("kind",) + _SETTING_KEYS, where, path)
         entry = dict(entry)
         kind = entry.pop("kind", None)
         if kind not in PROTOCOLS:
-            raise ValueError(f"{path}: [[protocol]] #{k + 1} needs kind = one of {list(PROTOCOLS)}, got {kind!r}")
+            raise ValueError(f"{path}: {where} needs kind = one of {list(PROTOCOLS)}, got {kind!r}")
+        where = f"{where} (kind = \"{kind}\")"
+        _check_keys(entry, [f.name for f in dataclasses.fields(SETTINGS_CLASSES[kind])], where, path)
         values = {**defaults, **entry}
+        _check_keys(values.get("limits", {}), _LIMIT_KEYS, f"the limits of {where}", path)
         values["limits"] = {**limits, **values.get("limits", {})}
         if kind != "npt":
             values = {key: v for key, v in values.items() if key not in ("pressure_bar", "barostat_damping_fs")}
-        protocols.append(make_settings(kind, **values))
+        try:
+            protocols.append(make_settings(kind, **values))
+        except ValueError as exc:
+            raise ValueError(f"{where} of {path}: {exc}") from None
     if not protocols:
         raise ValueError(f"{path}: no [[protocol]] entries; add at least one, e.g. [[protocol]] kind = \"nve\"")
-    return Workflow(name=raw.get("name", path.stem), output_dir=Path(raw.get("output_dir", f"runs/md/{path.stem}")),
-                    engines=list(engines), models=models, system=raw.get("system", {}), reference=reference,
-                    protocols=protocols, np=int(raw.get("np", 1)), source=str(path), raw=raw)
+    return protocols
 
 
 def run_one(engine: str, atoms, potential: str, settings, output_dir, *, np: int = 1, resume: bool = True):
@@ -134,25 +211,57 @@ def run_one(engine: str, atoms, potential: str, settings, output_dir, *, np: int
     return run_lammps(atoms, potential, settings, output_dir, np=np, resume=resume)
 
 
+def runs(workflow: Workflow) -> list[tuple]:
+    """Every run of ``workflow`` as (engine, settings, role, potential spec, folder); for each engine
+    and protocol the reference comes first, then the models."""
+    found = []
+    for engine in workflow.engines:
+        for settings in workflow.protocols:
+            base = workflow.output_dir / engine / settings.kind
+            found.append((engine, settings, "reference", workflow.reference[engine], base / "reference"))
+            found += [(engine, settings, "model", m, base / res.Potential(m).label) for m in workflow.models]
+    return found
+
+
+def stale_run_folders(workflow: Workflow) -> dict[Path, str]:
+    """The run folders of ``workflow`` that hold another run than the spec asks for now (a model
+    file was retrained, a setting or the system was edited), each with what differs.
+
+    A workflow owns the folders under its ``output_dir``: such a run is out of date, and the
+    workflow runs it afresh (saying so) instead of splicing or refusing; ``mdval md --out`` into a
+    folder of another run refuses instead (the folder was named by hand)."""
+    atoms = workflow.build_atoms()
+    stale = {}
+    for engine, settings, _, spec, folder in runs(workflow):
+        why = run_folder.problem(folder, run_folder.identity(atoms, res.Potential(spec), settings, engine))
+        if why:
+            stale[Path(folder)] = why
+    return stale
+
+
 def run_workflow(workflow: Workflow, *, resume: bool = True, log=print) -> dict:
-    """Run every (engine, protocol, potential) of a workflow; returns and writes ``summary.json``."""
+    """Run every (engine, protocol, potential) of a workflow; returns and writes ``summary.json``.
+
+    With ``resume`` runs go on from where they stopped (finished ones are only analysed again)
+    and a folder that holds an out-of-date run (:func:`stale_run_folders`) starts afresh; without
+    it every run starts afresh."""
+    stale = stale_run_folders(workflow) if resume else {}
+    for why in stale.values():
+        log(f"{why}: out of date, running it afresh")
     atoms = workflow.build_atoms()
     summary = {"name": workflow.name, "source": workflow.source, "models": workflow.models,
                "reference": workflow.reference, "engines": workflow.engines, "runs": []}
     first_reference: dict = {}
-    for engine in workflow.engines:
-        for settings in workflow.protocols:
-            base = workflow.output_dir / engine / settings.kind
-            ref_spec = workflow.reference[engine]
-            log(f"[{engine} {settings.kind}] reference {ref_spec}")
-            ref = run_one(engine, atoms, ref_spec, settings, base / "reference", np=workflow.np, resume=resume)
-            first_reference.setdefault(settings.kind, ref)
-            summary["runs"].append(_entry(ref, ref_spec, "reference", None, first_reference[settings.kind]))
-            for model in workflow.models:
-                label = res.Potential(model).label
-                log(f"[{engine} {settings.kind}] model {model}")
-                result = run_one(engine, atoms, model, settings, base / label, np=workflow.np, resume=resume)
-                summary["runs"].append(_entry(result, model, "model", ref, first_reference[settings.kind]))
+    reference: dict = {}
+    for engine, settings, role, spec, folder in runs(workflow):
+        log(f"[{engine} {settings.kind}] {role} {spec}")
+        result = run_one(engine, atoms, spec, settings, folder, np=workflow.np,
+                         resume=resume and Path(folder) not in stale)
+        if role == "reference":
+            reference[engine, settings.kind] = result
+            first_reference.setdefault(settings.kind, result)
+        summary["runs"].append(_entry(result, spec, role, reference[engine, settings.kind] if role == "model" else None,
+                                      first_reference[settings.kind]))
     res.write_json_atomic(workflow.output_dir / "summary.json", summary)
     return summary
 

@@ -81,6 +81,9 @@ class DeepPotSE(AtomisticModel):
                 f"DeepPot-SE needs 0 <= cutoff_smooth < cutoff (Å), got cutoff_smooth="
                 f"{cfg['cutoff_smooth']}, cutoff={cfg['cutoff']}"
             )
+        if not cfg["embedding"]:
+            raise ValueError("DeepPot-SE needs at least one embedding layer, got embedding = []; "
+                             "e.g. embedding = [25, 25, 25]")
         if not 0 < cfg["axis_neuron"] <= cfg["embedding"][-1]:
             raise ValueError(
                 f"axis_neuron must be in 1..{cfg['embedding'][-1]} (the last embedding width), "

@@ -9,11 +9,15 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from mdval.argtypes import HelpFormatter, non_negative_float, non_negative_int, positive_float, positive_int
+
 EXIT_BAD_INPUT: int = 2
+OVERWRITE_HELP = ("start every run afresh, deleting the run files in the workflow's output_dir first (--no-resume "
+                  "is the same). Without it finished runs are reused, and a run folder that holds another run "
+                  "(other model, system or settings) is refused")
 
 
 def _fail(error: Exception) -> int:
@@ -25,7 +29,7 @@ def register(subparsers) -> None:
     report = subparsers.add_parser("report", help="reports on MD runs and models (energy conservation)")
     report_sub = report.add_subparsers(dest="report", metavar="REPORT", required=True)
     ec = report_sub.add_parser(
-        "energy-conservation", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "energy-conservation", formatter_class=HelpFormatter,
         help="NVE energy drift, fluctuation and excursion of a model or of existing NVE runs",
         description="NVE energy conservation: terminal table, report.json, report.md and a self-contained "
                     "report.html. Exit 1 when a run fails or |drift| exceeds --max-drift (CI gate).")
@@ -34,40 +38,43 @@ def register(subparsers) -> None:
     who.add_argument("--reference", help="a reference potential instead (emt:Cu, lammps:Cu_u3.eam)")
     who.add_argument("--runs", nargs="+", metavar="DIR", help="existing NVE run folders (thermo.csv + results.json)")
     ec.add_argument("--structure", default=None,
-                    help="structure file (anything ASE reads); default FCC Cu, --supercell repeats")
-    ec.add_argument("--supercell", type=int, nargs=3, default=[3, 3, 3])
-    ec.add_argument("--engine", choices=("ase", "lammps"), default="ase")
-    ec.add_argument("--np", type=int, default=1, help="MPI ranks for the LAMMPS engine")
-    ec.add_argument("--timesteps-fs", type=float, nargs="+", default=[1.0],
-                    help="time step(s); two or more give the ladder (fluctuation against dt, log-log)")
+                    help="structure file, anything ASE reads (default: FCC Cu, a = 3.61 Å, repeated --supercell)")
+    ec.add_argument("--supercell", type=positive_int, nargs=3, default=[3, 3, 3], metavar=("NX", "NY", "NZ"),
+                    help="repeats of the cubic FCC Cu cell along x, y and z")
+    ec.add_argument("--engine", choices=("ase", "lammps"), default="ase", help="MD engine")
+    ec.add_argument("--np", type=positive_int, default=1, help="MPI ranks for the LAMMPS engine")
+    ec.add_argument("--timesteps-fs", type=positive_float, nargs="+", default=[1.0],
+                    help="time step(s) in fs; two or more give the ladder (fluctuation against dt, log-log)")
     ec.add_argument("--precision-ab", action="store_true",
                     help="also run a float32 copy of the model at the first time step (A/B against float64)")
-    ec.add_argument("--duration-ps", type=float, default=2.0, help="NVE length at every time step")
-    ec.add_argument("--equilibration-ps", type=float, default=0.5, help="NVT equilibration before NVE")
-    ec.add_argument("--warmup-ps", type=float, default=0.1, help="NVE time skipped by the drift fit")
-    ec.add_argument("--temperature-K", type=float, default=300.0, dest="temperature_K")
-    ec.add_argument("--seed", type=int, default=1)
-    ec.add_argument("--max-drift", type=float, default=None, metavar="MEV_PER_ATOM_PS",
-                    help="fail (exit 1) if any |drift| exceeds this, in meV/atom/ps")
+    ec.add_argument("--duration-ps", type=positive_float, default=2.0, help="NVE length in ps at every time step")
+    ec.add_argument("--equilibration-ps", type=non_negative_float, default=0.5,
+                    help="NVT equilibration in ps before NVE")
+    ec.add_argument("--warmup-ps", type=non_negative_float, default=0.1, help="NVE time in ps skipped by the drift fit")
+    ec.add_argument("--temperature-K", type=positive_float, default=300.0, dest="temperature_K",
+                    help="temperature in K of the equilibration and the initial velocities")
+    ec.add_argument("--seed", type=non_negative_int, default=1, help="seed of the velocities and the thermostat")
+    ec.add_argument("--max-drift", type=non_negative_float, default=None, metavar="MEV_PER_ATOM_PS",
+                    help="fail (exit 1) if any |drift| exceeds this, in meV/atom/ps (default: no limit)")
     ec.add_argument("--out", default="reports/energy_conservation", help="output folder")
     ec.set_defaults(func=energy_conservation_command)
 
     compare = subparsers.add_parser(
         "compare", help="run models × protocols × engines against the reference and write one report",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     compare.add_argument("workflow", help="workflow spec (TOML), e.g. workflows/cu_demo.toml")
-    compare.add_argument("--jobs", type=int, default=2, help="MD runs at a time (processes)")
-    compare.add_argument("--out", default=None, help="report folder (default reports/<workflow name>)")
-    compare.add_argument("--no-resume", action="store_true", help="rerun runs that already finished")
+    compare.add_argument("--jobs", type=positive_int, default=2, help="MD runs at a time (processes)")
+    compare.add_argument("--out", default=None, help="report folder (default: reports/<workflow name>)")
+    compare.add_argument("--overwrite", "--no-resume", dest="overwrite", action="store_true", help=OVERWRITE_HELP)
     compare.set_defaults(func=compare_command)
 
     demo = subparsers.add_parser(
         "demo", help="the compare workflow on the model zoo (ASE + LAMMPS, EMT reference)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    demo.add_argument("--workflow", default=None, help="default: workflows/cu_demo.toml in the repo")
-    demo.add_argument("--jobs", type=int, default=2, help="MD runs at a time (processes)")
+        formatter_class=HelpFormatter)
+    demo.add_argument("--workflow", default=None, help="workflow spec (default: workflows/cu_demo.toml in the repo)")
+    demo.add_argument("--jobs", type=positive_int, default=2, help="MD runs at a time (processes)")
     demo.add_argument("--out", default="reports/demo", help="report folder")
-    demo.add_argument("--no-resume", action="store_true", help="rerun runs that already finished")
+    demo.add_argument("--overwrite", "--no-resume", dest="overwrite", action="store_true", help=OVERWRITE_HELP)
     demo.set_defaults(func=demo_command)
 
 
@@ -139,7 +146,7 @@ def compare_command(args) -> int:
     from mdval.report.compare import run_compare
 
     try:
-        report = run_compare(args.workflow, out_dir=args.out, jobs=args.jobs, resume=not args.no_resume)
+        report = run_compare(args.workflow, out_dir=args.out, jobs=args.jobs, resume=not args.overwrite)
     except (ValueError, FileNotFoundError) as error:
         return _fail(error)
     print(report["table_text"])
@@ -151,6 +158,6 @@ def demo_command(args) -> int:
     from mdval.report.demo import run_demo
 
     try:
-        return run_demo(workflow=args.workflow, out_dir=args.out, jobs=args.jobs, resume=not args.no_resume)
+        return run_demo(workflow=args.workflow, out_dir=args.out, jobs=args.jobs, resume=not args.overwrite)
     except (ValueError, FileNotFoundError) as error:
         return _fail(error)

@@ -79,13 +79,11 @@ def _run_task(task: dict) -> dict:
 
     out = Path(task["out"])
     timing = out / TIMING_FILE
+    # With resume, run_compare has checked that the folder holds this same run (model, system,
+    # settings but steps), else resume is off: a finished run of the same length is reused.
     if task["resume"] and timing.exists() and (out / res.RESULTS_FILE).exists():
         cached = json.loads((out / res.RESULTS_FILE).read_text())
-        same_settings = json.loads(json.dumps(res._jsonable(task["settings"].as_dict()))) == cached.get("settings")
-        potential = res.Potential(task["potential"])
-        same_model = not potential.is_model or \
-            cached.get("provenance", {}).get("potential", {}).get("sha256") == res.sha256_file(potential.spec)
-        if same_settings and same_model:  # else the model file or the protocol changed: run again
+        if json.loads(json.dumps(res._jsonable(task["settings"].as_dict()))) == cached.get("settings"):
             return {**task, "result": cached, **json.loads(timing.read_text()), "cached": True}
     if timing.exists():
         timing.unlink()
@@ -394,13 +392,18 @@ def run_compare(workflow_path, *, out_dir=None, jobs: int = 2, resume: bool = Tr
                 parity: bool = True, log=print) -> dict:
     """Run the matrix of ``workflow_path`` and write the report; returns the report dict."""
     from mdval import __version__
-    from mdval.md.workflow import load_workflow
+    from mdval.md.workflow import load_workflow, stale_run_folders
 
     t_start = time.perf_counter()
     wf = load_workflow(workflow_path)
     out = Path(out_dir or f"reports/{wf.name}")
     fig_dir = out / "figures"
     tasks = plan(wf, resume)
+    stale = stale_run_folders(wf) if resume else {}
+    for task in tasks:
+        if Path(task["out"]) in stale:  # a retrained model or an edited spec: run it again
+            log(f"{stale[Path(task['out'])]}: out of date, running it afresh")
+            task["resume"] = False
     if parity and "lammps" in wf.engines:
         tasks += [{"kind": "parity", "label": res.Potential(m).label, "model": m, "system": wf.system}
                   for m in wf.models]

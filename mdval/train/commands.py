@@ -11,6 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from mdval.argtypes import HelpFormatter, positive_int
+from mdval.train.config import resume_may_change_text
+
 EXIT_BAD_INPUT: int = 2
 
 
@@ -22,6 +25,10 @@ def _fail(error: Exception) -> int:
     return EXIT_BAD_INPUT
 
 
+class _ExamplesHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    """Keeps the line breaks of the examples in a description; shows each default once."""
+
+
 def register(subparsers) -> None:
     train = subparsers.add_parser(
         "train", help="train a model from a TOML config",
@@ -29,38 +36,40 @@ def register(subparsers) -> None:
         "  mdval train models/configs/cu_emt_tanh_adam.toml\n"
         "  mdval train cfg.toml --set training.epochs=5 --set model.activation='\"taafs:basis=chebyshev1\"'\n"
         "  mdval train cfg.toml --resume      # continue a killed run from runs/NAME/checkpoints/last.pt",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_ExamplesHelpFormatter,
     )
     train.add_argument("config", help="TOML config file")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+    train.add_argument("--set", dest="overrides", action="append", metavar="SECTION.KEY=VALUE",
                        help="override a config value (value read as TOML; repeatable)")
     train.add_argument("--resume", action="store_true",
-                       help="continue the run from its last checkpoint (optimizer state included)")
+                       help="continue the run from its last checkpoint, optimizer state included (from "
+                            "best.pt if last.pt is damaged); of the config only "
+                            f"{resume_may_change_text()} may change")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
     test = subparsers.add_parser(
         "test", help="errors of a model file on labelled data (JSON + parity plot)",
         description="Energy (meV/atom), force (eV/Å) and virial (meV/atom) MAE and RMSE of MODEL on "
-        "DATA; writes JSON and a parity plot (PNG).",
+        "DATA; writes JSON and a parity plot (PNG).", formatter_class=HelpFormatter,
     )
     test.add_argument("model", help="exported model file (.pt)")
     test.add_argument("data", nargs="+", help="labelled data file(s) (extxyz, mlearn JSON, DeePMD, ...)")
-    test.add_argument("--format", default=None, help="force a data format (extxyz, mlearn, deepmd/npy, ...)")
-    test.add_argument("--out", default=None,
-                      help="output prefix (default: <model stem>_test next to the model): writes "
-                           "PREFIX.json and PREFIX_parity.png")
-    test.add_argument("--batch-size", type=int, default=8, help="frames per evaluation batch (default 8)")
+    test.add_argument("--format", help="force a data format (extxyz, mlearn, deepmd/npy, ...; default: "
+                                       "detected from the file)")
+    test.add_argument("--out", help="output prefix: writes PREFIX.json and PREFIX_parity.png (default: "
+                                    "<model stem>_test next to the model)")
+    test.add_argument("--batch-size", type=positive_int, default=8, help="frames per evaluation batch")
     test.set_defaults(func=_test)
 
-    export = subparsers.add_parser("export", help="write the model file (ABI v1) of a training checkpoint")
+    export = subparsers.add_parser("export", help="write the model file (ABI v1) of a training checkpoint",
+                                   formatter_class=HelpFormatter)
     export.add_argument("checkpoint", help="checkpoint (runs/NAME/checkpoints/best.pt or last.pt)")
-    export.add_argument("-o", "--out", default=None,
-                        help="output model file (default: model.pt in the run folder)")
+    export.add_argument("-o", "--out", help="output model file (default: model.pt in the run folder)")
     export.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                        help="compute dtype of the exported network (default float64)")
+                        help="compute dtype of the exported network")
     export.add_argument("--compress", action="store_true",
-                        help="tabulate the embedding nets (DeepPot-SE only; see `mdval compress`)")
+                        help="tabulate the embedding nets (DeepPot-SE only; see mdval compress --help)")
     export.set_defaults(func=_export)
 
 
@@ -69,7 +78,7 @@ def _train(args) -> int:
     from mdval.train.trainer import Trainer
 
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides or [])
         if args.quiet:
             cfg["training"]["progress"] = False
         summary = Trainer(cfg, resume=args.resume, log=lambda m: print(m, flush=True)).train()

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-import sys
+
+from mdval.argtypes import HelpFormatter, non_negative_float, non_negative_int, positive_int
 
 
 def register(subparsers) -> None:
@@ -14,19 +15,21 @@ def register(subparsers) -> None:
         "loss l_n = w_E |dE|/N_atoms + w_F mean|dF| (Shao et al., J. Chem. Phys. 155, 204108); "
         "writes PREFIX.png and PREFIX.json.\n"
         "Example:  mdval fisher runs/cu/model.pt data/cu_emt.xyz --max-frames 200",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("model", help="model file (mdval export)")
     p.add_argument("data", help="data file (any format mdval reads)")
-    p.add_argument("--format", default=None, help="force the data format")
-    p.add_argument("--max-frames", type=int, default=200,
-                   help="use at most this many frames, drawn at random (default 200; 0 = all)")
-    p.add_argument("--batch-size", type=int, default=1,
-                   help="frames per forward pass (default 1: each frame's gradient is one backward pass)")
-    p.add_argument("--seed", type=int, default=0, help="frame sampling seed (default 0)")
-    p.add_argument("--energy-weight", type=float, default=1.0, help="w_E (default 1)")
-    p.add_argument("--force-weight", type=float, default=1.0, help="w_F (default 1; 0 = energy only)")
-    p.add_argument("--out", default=None,
-                   help="output prefix (default: the model path without suffix + '.fisher')")
+    p.add_argument("--format", help="force the data format (default: detected from the file)")
+    p.add_argument("--max-frames", type=non_negative_int, default=200,
+                   help="use at most this many frames, drawn at random; 0 = all")
+    p.add_argument("--batch-size", type=positive_int, default=1,
+                   help="frames per forward pass; 1 = one backward pass per frame's gradient")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="frame sampling seed")
+    p.add_argument("--energy-weight", type=non_negative_float, default=1.0,
+                   help="w_E, weight of the energy error per atom |dE|/N_atoms in eV/atom")
+    p.add_argument("--force-weight", type=non_negative_float, default=1.0,
+                   help="w_F, weight of the mean force error mean|dF| in eV/Å; 0 = energy only")
+    p.add_argument("--out", help="output prefix (default: the model path without suffix + '.fisher')")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fisher)
 
@@ -40,28 +43,18 @@ def _fisher(args) -> int:
     from mdval import __version__
     from mdval.data.batch import make_batch
     from mdval.data.readers import read_frames
-    from mdval.deploy import ModelFileError, load
+    from mdval.deploy import load
     from mdval.train.fisher import fisher_report
 
-    try:
-        model = load(args.model)
-    except (ModelFileError, FileNotFoundError, OSError) as exc:
-        print(f"mdval fisher: {exc}", file=sys.stderr)
-        return 1
+    model = load(args.model)
     if "compression" in model.metadata:
-        print(f"mdval fisher: {args.model} is a compressed model (its embedding is a table, not "
-              "trainable weights); run mdval fisher on the uncompressed model file", file=sys.stderr)
-        return 1
-    try:
-        frames = read_frames(args.data, args.format, require_forces=args.force_weight != 0,
-                             type_names=model.type_names)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        print(f"mdval fisher: {exc}", file=sys.stderr)
-        return 1
+        raise ValueError(f"{args.model} is a compressed model (its embedding is a table, not trainable weights); "
+                         "run mdval fisher on the uncompressed model file")
+    frames = read_frames(args.data, args.format, require_forces=args.force_weight != 0, type_names=model.type_names)
     if args.max_frames and len(frames) > args.max_frames:
         pick = np.sort(np.random.default_rng(args.seed).choice(len(frames), args.max_frames, replace=False))
         frames = [frames[i] for i in pick]
-    bs = max(1, args.batch_size)
+    bs = args.batch_size
     batches = (make_batch(frames[k:k + bs], model.type_names, model.cutoff)
                for k in range(0, len(frames), bs))
     batches = list(batches)

@@ -19,7 +19,10 @@ when the frames have the same size).
 
 Exact resume: the batch order of epoch k is ``default_rng((seed, k)).permutation``, the step
 count, the optimizer state, the lr plan, the torch RNG state and the position inside the epoch
-are in the checkpoint, so a resumed run makes the same updates as an uninterrupted one.
+are in the checkpoint, so a resumed run makes the same updates as an uninterrupted one. So that
+it stays the same run, a resume is refused when the config changes anything but the keys in
+``mdval.train.config.RESUME_MAY_CHANGE`` (epochs, time budget, ...), or the data files' content
+(sha256); a damaged ``last.pt`` falls back to ``best.pt`` with a warning.
 """
 
 from __future__ import annotations
@@ -38,9 +41,9 @@ import torch
 from mdval import fileio
 from mdval.data.batch import make_batch, precompute_neighbors
 from mdval.data.neighbors import NeighborCache
-from mdval.train.checkpoint import load_checkpoint, save_checkpoint
-from mdval.train.config import resolve_path, to_toml
-from mdval.train.loss import LRSchedule, compute_loss, loss_weights
+from mdval.train.checkpoint import load_checkpoint, load_for_resume, save_checkpoint
+from mdval.train.config import changed_keys, resolve_path, resume_changes, resume_refusal, to_toml
+from mdval.train.loss import LRSchedule, loss_weights
 from mdval.train.optimizers import make_strategy
 from mdval.train.statistics import (
     fit_energy_shift,
@@ -72,6 +75,11 @@ def hash_paths(paths) -> str:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
     return digest.hexdigest()
+
+
+def _files_text(training_data: dict) -> str:
+    """"a.xyz, b.xyz (sha256 0123456789ab)": the data files of a run, for messages."""
+    return f"{', '.join(training_data.get('files', []))} (sha256 {training_data['sha256'][:12]})"
 
 
 def activation_coefficients(model) -> dict:
@@ -157,17 +165,19 @@ class Trainer:
 
         tr = self.cfg["training"]
         self.progress = bool(tr["progress"])
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        last = self.ckpt_dir / "last.pt"
         state = None
         if self.resume:
-            state = load_checkpoint(last)  # FileNotFoundError names the path
-        elif last.exists():
+            state = load_for_resume(self.ckpt_dir, self.log)
+        elif any((self.ckpt_dir / name).exists() for name in ("last.pt", "best.pt")):
             raise ValueError(f"{self.run_dir} already holds a run; continue it with --resume, or "
                              "choose another run.name (or delete the folder)")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.model = build_model({"seed": self.seed, **self.cfg["model"]})
+        if state is not None:
+            self._check_resume_config(state)
         self._load_data()
-        model_cfg = {"seed": self.seed, **self.cfg["model"]}
-        self.model = build_model(model_cfg)
+        if state is not None:
+            self._check_resume_data(state)
         self.cache = NeighborCache()
         self.log(f"neighbour lists for {len(self.train_frames) + len(self.val_frames)} frames "
                  f"(cutoff {self.model.cutoff} Å)")
@@ -207,6 +217,32 @@ class Trainer:
         if state is not None:
             self.strategy.load_state_dict(state["strategy"])
             self.log(f"resumed {self.run_dir} at epoch {self.epoch}, step {self.step}")
+
+    def _check_resume_config(self, state: dict) -> None:
+        """Refuse to resume when the config changed what the checkpoint means: the model (its
+        built config, defaults filled in), or a key that RESUME_MAY_CHANGE does not list."""
+        from mdval.nn import build_model
+
+        stored_cfg = state.get("config", {})
+        changes = resume_changes(stored_cfg, self.cfg)
+        model_changes = changed_keys("model", build_model(state["model_config"]).config(), self.model.config())
+        # Name the keys the user wrote (activation, not the embedding_activation it implies),
+        # unless only implied ones changed (model.seed follows run.seed, named above).
+        written = {f"model.{key}" for key in (*stored_cfg.get("model", {}), *self.cfg["model"])}
+        named = [change for change in model_changes if change[0] in written]
+        changes += named if named or changes else model_changes
+        if changes:
+            raise ValueError(resume_refusal(self.run_dir, changes))
+
+    def _check_resume_data(self, state: dict) -> None:
+        """Refuse to resume on other data: splits.json holds frame indices into the old files."""
+        stored = state.get("training_data", {})
+        if stored.get("sha256") in (None, self.training_data["sha256"]):
+            return
+        raise ValueError(f"cannot resume {self.run_dir}: the data files differ from those the run started "
+                         f"with ({_files_text(stored)} then, {_files_text(self.training_data)} now); give "
+                         "the same data.train and data.test files, or start a new run (another run.name "
+                         "or run.dir)")
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
@@ -435,7 +471,11 @@ class Trainer:
 
         best = self.ckpt_dir / "best.pt"
         if best.exists():
-            self.model.load_state_dict(load_checkpoint(best)["model"])
+            try:
+                self.model.load_state_dict(load_checkpoint(best)["model"])
+            except ValueError as error:  # damaged on disk: export what training reached
+                self.log(f"warning: {error}; exporting the weights of epoch {self.epoch}, step "
+                         f"{self.step} instead of the best ones")
         refit = self._refit_readout() if self.cfg["training"]["readout_refit"] else None
         precompute_neighbors(self.test_frames, self.model.cutoff, self.cache)
         test = self._evaluate(self.test_frames) if self.test_frames else {}
