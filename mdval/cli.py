@@ -28,10 +28,18 @@ DESCRIPTION: str = (
 )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """A command-line mistake is one line ("mdval md nve: error: argument --np: ..."), without
+    the usage block argparse prints first; sub-command parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mdval import __version__
 
-    parser = argparse.ArgumentParser(prog="mdval", description=DESCRIPTION)
+    parser = OneLineErrorParser(prog="mdval", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"mdval {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -431,3 +431,11 @@ def test_sigkill_of_mdval_takes_lmp_with_it(tmp_path, ranks):
     while processes_in(out) and time.time() < deadline:
         time.sleep(0.05)
     assert processes_in(out) == []
+
+
+def test_a_command_line_mistake_is_the_only_line_written(capsys):
+    """No usage block before the error: the whole of stderr is the one line."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["md", "nve", "--reference", "emt:Cu", "--np", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "mdval md nve: error: argument --np: must be an integer >= 1, got '0'\n"
