@@ -144,3 +144,14 @@ def numeric_forces(energy, positions: torch.Tensor, h: float = 1e-5) -> torch.Te
 
 def species_of(atoms, type_names):
     return torch.tensor([list(type_names).index(s) for s in atoms.get_chemical_symbols()])
+
+
+@pytest.fixture(scope="session")
+def plugin():
+    """The built pair_style taafs plugin (built once if its sources changed)."""
+    from mdval.deploy import lammps_plugin
+
+    try:
+        return lammps_plugin.build()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.fail(f"could not build the plugin: {exc}")

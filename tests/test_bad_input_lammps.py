@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
+from broken_models import BrokenOutput, TupleOutput
 from lammps_helpers import (
     ToyManyBody,
     read_thermo,
@@ -39,71 +40,13 @@ BROKEN_MODEL = ("the model file is broken (export it again) or the structure aro
 
 
 @pytest.fixture(scope="session")
-def plugin():
-    from mdval.deploy import lammps_plugin
-
-    try:
-        return lammps_plugin.build()
-    except (FileNotFoundError, RuntimeError) as exc:
-        pytest.fail(f"could not build the plugin: {exc}")
-
-
-@pytest.fixture(scope="session")
 def toy(tmp_path_factory, plugin):
     return save_toy_model(tmp_path_factory.mktemp("model") / "toy.pt", ["Cu"], CUTOFF)
 
 
-class BrokenToy(torch.nn.Module):
-    """ToyManyBody whose output tensor breaks the model contract in the way ``mode`` names."""
-
-    def __init__(self, mode: str):
-        super().__init__()
-        self.inner = ToyManyBody(CUTOFF, 1)
-        self.mode = mode
-
-    def forward(self, species: torch.Tensor, edge_index: torch.Tensor,
-                edge_vectors: torch.Tensor, n_local: int) -> torch.Tensor:
-        e = self.inner(species, edge_index, edge_vectors, n_local)
-        if self.mode == "nan":
-            return e * float("nan")
-        if self.mode == "inf":
-            return e * float("inf")  # the toy energies are negative: -inf
-        if self.mode == "nan_force":  # finite energy, NaN gradient: d sqrt(0 * x)/dx = 0 / 0
-            return e + 0.0 * torch.sqrt(0.0 * edge_vectors[:, 0]).sum()
-        if self.mode == "column":
-            return e.unsqueeze(1)
-        if self.mode == "float32":
-            return e.to(torch.float32)
-        if self.mode == "int64":
-            return e.to(torch.int64)
-        return e
-
-
-class TupleToy(torch.nn.Module):
-    """Returns (energies, energies) instead of a tensor."""
-
-    def __init__(self):
-        super().__init__()
-        self.inner = ToyManyBody(CUTOFF, 1)
-
-    def forward(self, species: torch.Tensor, edge_index: torch.Tensor,
-                edge_vectors: torch.Tensor, n_local: int) -> tuple[torch.Tensor, torch.Tensor]:
-        e = self.inner(species, edge_index, edge_vectors, n_local)
-        return e, e
-
-
-class RaisingToy(torch.nn.Module):
-    """Raises from inside the scripted forward."""
-
-    def forward(self, species: torch.Tensor, edge_index: torch.Tensor,
-                edge_vectors: torch.Tensor, n_local: int) -> torch.Tensor:
-        if n_local > 0:
-            raise ValueError("the model gave up")
-        return edge_vectors[:0, 0]
-
-
 def save_broken_model(path, mode: str) -> str:
-    module = {"tuple": TupleToy, "raises": RaisingToy}.get(mode, lambda: BrokenToy(mode))()
+    toy = ToyManyBody(CUTOFF, 1)
+    module = TupleOutput(toy) if mode == "tuple" else BrokenOutput(toy, mode)
     meta = {"abi": abi.ABI_VERSION, "cutoff": CUTOFF, "type_names": ["Cu"],
             "compute_dtype": "float64", "architecture": "toy_many_body", "activation": "sqrt"}
     with warnings.catch_warnings():
@@ -222,7 +165,7 @@ CONTRACT = {
              f"ABI 1); {MODEL_FIX}",
     "tuple": "model returned a tuple instead of a tensor of energies: expected [2] (one per local "
              f"atom, ABI 1); {MODEL_FIX}",
-    "raises": "the model failed on 2 atoms and 2 edges at step 0: ValueError: the model gave up; "
+    "raises": "the model failed on 2 atoms and 2 edges at step 0: ValueError: this toy model takes one atom at a time; "
               "fix the model and export it again",
 }
 

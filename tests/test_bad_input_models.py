@@ -18,6 +18,7 @@ import pytest
 import torch
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
+from broken_models import BrokenOutput, TupleOutput
 from conftest import fcc_cu, small_model
 from lammps_helpers import ToyManyBody, run_lmp
 
@@ -44,63 +45,15 @@ def nan_message(path: Path, n_bad: int, shown: str, where: str = "") -> str:
             "training data)")
 
 
-class Broken(torch.nn.Module):
-    """small_model (Cu, Ni) with its output broken in one way, named by ``mode``."""
-
-    def __init__(self, mode: str):
-        super().__init__()
-        self.inner = small_model(type_names=("Cu", "Ni"))
-        self.cutoff = self.inner.cutoff
-        self.type_names = ["Cu", "Ni"]
-        self.architecture = "broken_" + mode
-        self.mode = mode
-
-    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
-                n_local: int) -> torch.Tensor:
-        e = self.inner(species, edge_index, edge_vectors, n_local)
-        if self.mode == "nan":
-            return e * float("nan")
-        if self.mode == "nan_on_ni":  # a model that fails on one element only
-            return torch.where(species[:n_local] == 1, float("nan"), e)
-        if self.mode == "nan_forces":  # finite energies; d sqrt(0 r) / dr is NaN
-            return e + 0.0 * torch.sqrt(0.0 * edge_vectors).sum()
-        if self.mode == "column":
-            return e.unsqueeze(1)
-        if self.mode == "float32":
-            return e.to(torch.float32)
-        if self.mode == "int64":
-            return e.to(torch.int64)
-        if self.mode == "all_nodes":  # energies of ghost nodes too: right only when there are none
-            return torch.cat((e, torch.zeros(species.shape[0] - n_local, dtype=e.dtype)))
-        if self.mode == "raises" and n_local > 1:
-            raise ValueError("this toy model takes one atom at a time")
-        return e
-
-
-class TupleOut(torch.nn.Module):
-    """small_model (Cu) returning (energies, energies) instead of the energies."""
-
-    def __init__(self):
-        super().__init__()
-        self.inner = small_model()
-        self.cutoff = self.inner.cutoff
-        self.type_names = ["Cu"]
-        self.architecture = "broken_tuple"
-
-    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
-                n_local: int) -> tuple[torch.Tensor, torch.Tensor]:
-        e = self.inner(species, edge_index, edge_vectors, n_local)
-        return e, e
-
-
-MODES = ("nan", "nan_on_ni", "nan_forces", "column", "float32", "int64", "all_nodes", "raises")
+MODES = ("nan", "nan_on_ni", "nan_force", "column", "float32", "int64", "all_nodes", "raises")
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("broken_models")
-    paths = {mode: export(Broken(mode), root / f"{mode}.pt") for mode in MODES}
-    paths["tuple"] = export(TupleOut(), root / "tuple.pt")
+    paths = {mode: export(BrokenOutput(small_model(type_names=("Cu", "Ni")), mode), root / f"{mode}.pt")
+             for mode in MODES}  # the modes of tests/broken_models.py that Python must refuse
+    paths["tuple"] = export(TupleOutput(small_model()), root / "tuple.pt")
     paths["good"] = export(small_model(type_names=("Cu", "Ni")), root / "good.pt")
     return paths
 
@@ -160,7 +113,7 @@ def test_nan_names_the_atoms_and_the_frame(models, data, tmp_path, capsys):
 
 
 def test_nan_forces_with_finite_energies_are_caught(models, data, tmp_path, capsys):
-    path = models["nan_forces"]
+    path = models["nan_force"]
     for chunk in ("auto", 3):  # one model call, and one per chunk of 3 atoms
         calc = Calculator(path, chunk=chunk)
         with pytest.raises(ModelOutputError, match=exactly(nan_message(path, 8, "0, 1, 2, 3, 4, ..."))):

@@ -29,16 +29,6 @@ TYPE_NAMES = ["Cu", "O"]
 
 
 @pytest.fixture(scope="session")
-def plugin():
-    from mdval.deploy import lammps_plugin
-
-    try:
-        return lammps_plugin.build()
-    except (FileNotFoundError, RuntimeError) as exc:
-        pytest.fail(f"could not build the plugin: {exc}")
-
-
-@pytest.fixture(scope="session")
 def model(tmp_path_factory, plugin):
     return save_toy_model(tmp_path_factory.mktemp("model") / "toy.pt", TYPE_NAMES, CUTOFF)
 
