@@ -49,8 +49,6 @@ REQUIRED_METADATA_KEYS: dict[str, str] = {
 
 COMPUTE_DTYPES: tuple[str, ...] = ("float64", "float32")
 
-#: Voigt order of ASE stress: xx, yy, zz, yz, xz, xy.
-ASE_VOIGT_ORDER: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 #: Order of the LAMMPS virial array: xx, yy, zz, xy, xz, yz.
 LAMMPS_VIRIAL_ORDER: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
 

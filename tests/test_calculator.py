@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 
@@ -35,11 +34,7 @@ FD_EPS_STRESS = 1e-5  # strain
 #: choice of cell vectors, a rotation): only the summation order changes, so float64 roundoff.
 INVARIANCE_RTOL = 1e-10
 
-HAS_BP = importlib.util.find_spec("mdval.nn.behler") is not None
-ARCHITECTURES = [
-    "deeppot_se",
-    pytest.param("behler_parrinello", marks=pytest.mark.skipif(not HAS_BP, reason="mdval.nn.behler missing")),
-]
+ARCHITECTURES = ["deeppot_se", "behler_parrinello"]
 ACTIVATIONS = ["tanh", "taafs:basis=bspline,grid=5"]
 
 

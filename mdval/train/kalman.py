@@ -262,9 +262,6 @@ class BlockKalmanFilter:
         """Σ_b s_b² × bytes per element, from the layout (equals the stored P's bytes)."""
         return sum(s * s for s in self.block_sizes) * torch.empty((), dtype=self.dtype).element_size()
 
-    def stored_bytes(self) -> int:
-        return sum(P.element_size() * P.numel() for P in self.P)
-
     def update(self, h: torch.Tensor, e: float | torch.Tensor) -> torch.Tensor:
         h = h.reshape(-1).to(self.dtype)
         e = float(e)
