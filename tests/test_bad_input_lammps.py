@@ -4,13 +4,18 @@ Each case used to corrupt the heap (``malloc(): ...``, ``corrupted double-linked
 with ``internal error: expected N edges``, or print NaN with exit code 0.  Now each stops with
 ``ERROR on proc N: pair_style taafs: <message> (src/pair_taafs.cpp:LINE)`` and a non-zero exit
 code.  These errors are seen by one MPI rank only, so the plugin raises them with error->one,
-which aborts every rank: the ``mpirun -np 2`` case would hang with error->all.
+which aborts every rank: the ``mpirun -np 2`` case would hang with error->all.  A model that
+loads on some ranks only is agreed on by every rank first (an all-reduce of the load status), so
+all of them stop with ``ERROR: ...`` naming the failing rank.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 import warnings
 
 import numpy as np
@@ -19,6 +24,8 @@ import torch
 from ase import Atoms
 from broken_models import BrokenOutput, TupleOutput
 from lammps_helpers import (
+    LMP,
+    MPIRUN,
     ToyManyBody,
     read_thermo,
     reference_results,
@@ -186,3 +193,37 @@ def test_dimer_runs_with_the_unbroken_model(tmp_path, plugin):
     atoms = Atoms("Cu2", positions=[[5.0, 5.0, 5.0], [7.5, 5.0, 5.0]], cell=[20.0] * 3, pbc=True)
     want = reference_results(model, atoms, np.zeros(2, dtype=np.int64))["energy"]
     assert read_thermo(proc.log)["PotEng"] == pytest.approx(want, rel=REL_TOL_FLOAT64)
+
+
+# ---------------------------------------------------------------------------- one rank fails
+
+@pytest.mark.parametrize("missing_on", [0, 1, None])
+def test_model_missing_on_one_rank_stops_every_rank(tmp_path, toy, missing_on):
+    """Two ranks in their own working directories (mpirun MPMD, ``-wdir``) read the relative
+    model path of pair_coeff, and the file is in one of them only.  Before, the failing rank
+    called error->all alone, the ranks met in different collectives, and MPICH aborted with
+    "message sizes do not match" (or hung) without ever printing the cause."""
+    dirs = [tmp_path / "rank0", tmp_path / "rank1"]
+    for rank, folder in enumerate(dirs):
+        folder.mkdir()
+        if rank != missing_on:
+            shutil.copy(toy, folder / "toy.pt")
+    (dirs[0] / "in.lmp").write_text(fcc_cu("toy.pt", "run 0"))  # rank 0 reads the input
+    lmp = [LMP, "-in", "in.lmp", "-log", "none"]
+    cmd = [MPIRUN, "-np", "1", "-wdir", str(dirs[0]), *lmp, ":",
+           "-np", "1", "-wdir", str(dirs[1]), *lmp]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=LMP_TIMEOUT,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    output = proc.stdout + proc.stderr
+    if missing_on is None:  # the control: the same MPMD launch runs when both ranks see it
+        assert proc.returncode == 0, output[-3000:]
+        assert re.search(r"Loop time of \S+ on 2 procs", output), output[-3000:]
+        return
+    assert proc.returncode != 0, output[-3000:]
+    message = ("pair_style taafs: cannot open model file 'toy.pt': expected a TorchScript file "
+               "exported by mdval (check the path in pair_coeff); on MPI rank "
+               f"{missing_on} (1 of 2 ranks failed, the others loaded the model): every rank "
+               "must see the same model file and devices")
+    line = re.compile(r"^ERROR: " + re.escape(message) + r" \(src/[\w./]+:\d+\)$", re.MULTILINE)
+    assert line.search(output), output[-3000:]
+    assert "Fatal error" not in output, output[-3000:]

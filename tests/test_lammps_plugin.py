@@ -177,6 +177,21 @@ def test_hybrid_overlay_is_sum_of_styles(tmp_path, model, nprocs):
     assert abs(lj_only["energy"]) > 1e-3, "the lj/cut part must not be negligible"
 
 
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_types_map_to_elements_by_name(tmp_path, model, nprocs):
+    """pair_coeff names the element of each type (map_element2type): three types O Cu O, in an
+    order unlike the model's (Cu O) and with O twice, give the reference of those species."""
+    atoms, types, _ = _system("triclinic", seed=5)
+    types[np.random.default_rng(55).permutation(len(atoms))[: len(atoms) // 3]] = 3
+    ids = _ids(len(atoms), seed=6)
+    write_lammps_data(tmp_path / "data.lmp", atoms, types, ids, n_types=3)
+    got = _lammps_results(tmp_path, _input(f"pair_style taafs\npair_coeff * * {model} O Cu O"),
+                          nprocs, ids)
+    species = np.array([0, 1, 0, 1])[types]  # type -> index in TYPE_NAMES (Cu 0, O 1)
+    assert set(species) == {0, 1} and set(types) == {1, 2, 3}
+    _assert_parity(got, reference_results(model, atoms, species))
+
+
 # ---------------------------------------------------------------------------- chunks
 
 CHUNK_REL_TOL = 1e-12  # chunked vs unchunked: the same sums, grouped by chunk (rounding only)
@@ -266,7 +281,7 @@ displace_atoms all random 0.05 0.05 0.05 4711 units box
     _assert_same(auto, off)
 
 
-CHUNK_ERRORS = {
+KEYWORD_ERRORS = {
     "chunk 0": "expected chunk auto, off or a number of atoms >= 1 (at most that many centre atoms "
                "per model call), got '0'",
     "chunk -5": "expected chunk auto, off or a number of atoms >= 1 (at most that many centre "
@@ -277,18 +292,35 @@ CHUNK_ERRORS = {
                   "atoms per model call), got 'lots'",
     "chunk": "Illegal pair_style taafs chunk command: missing argument",
     "chunks 5": "expected keyword device, threads or chunk, got 'chunks'",
+    # utils::bnumeric / utils::inumeric refuse integers out of range, in LAMMPS' words
+    "chunk 99999999999999999999": "Integer 99999999999999999999 in input script or data file "
+                                  "is out of range",
+    "threads 0": "expected threads >= 1, got '0'",
+    "threads two": "expected threads >= 1, got 'two'",
+    "threads 1.5": "expected threads >= 1, got '1.5'",
+    "threads 99999999999": "Integer 99999999999 in input script or data file is out of range",
 }
 
 
-@pytest.mark.parametrize("keywords", sorted(CHUNK_ERRORS))
-def test_chunk_keyword_errors(tmp_path, model, keywords):
+@pytest.mark.parametrize("keywords", sorted(KEYWORD_ERRORS))
+def test_keyword_errors(tmp_path, model, keywords):
     atoms, types, _ = _system("two_element")
     write_lammps_data(tmp_path / "data.lmp", atoms[:8], types[:8], np.arange(1, 9), n_types=2)
     script = _input(f"pair_style taafs {keywords}\npair_coeff * * {model} Cu O")
     proc = run_lmp(script, tmp_path, check=False)
     output = proc.log + proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "ERROR" in output and CHUNK_ERRORS[keywords] in output, output[-2000:]
+    assert "ERROR" in output and KEYWORD_ERRORS[keywords] in output, output[-2000:]
+
+
+def test_keyword_numbers_are_read_as_lammps_reads_them(tmp_path, model):
+    """A signed or zero-padded count is a number (utils::bnumeric/inumeric), logged as such."""
+    atoms, types, _ = _system("two_element")
+    write_lammps_data(tmp_path / "data.lmp", atoms[:8], types[:8], np.arange(1, 9), n_types=2)
+    proc = run_lmp(_input(f"pair_style taafs chunk +05 threads 01\npair_coeff * * {model} Cu O"),
+                   tmp_path)
+    assert ("pair_style taafs: chunk 5: at most 5 atoms per model call; rank 0 evaluates 8 atoms"
+            in proc.log), proc.log[-2000:]
 
 
 # ---------------------------------------------------------------------------- errors
@@ -299,6 +331,10 @@ ERROR_CASES = {
     "wrong_abi": ("pair_coeff * * {dir}/abi2.pt Cu Cu", "expected abi 1, got abi 2"),
     "unknown_element": ("pair_coeff * * {model} Cu Zr",
                         "element 'Zr' (atom type 2) is not in model"),
+    "only_null": ("pair_coeff * * {model} NULL NULL",
+                  "pair_coeff for taafs: expected at least one element, got only NULL"),
+    "not_star_star": ("pair_coeff 1 1 {model} Cu Cu",  # LAMMPS' own check for one_coeff styles
+                      "Pair_coeff must start with * * for pair style taafs"),
     "wrong_name_count": ("pair_coeff * * {model} Cu",
                          "expected 2 element names (one per atom type, or NULL) after the model "
                          "file, got 1"),

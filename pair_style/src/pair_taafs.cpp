@@ -12,49 +12,28 @@
    Requires newton pair on (ghost forces are summed by LAMMPS) and units metal (eV, Å).
    Memory: the centres go to the model in chunks (keyword chunk, see compute()), so that a rank
    never holds the per-edge intermediates of more than one chunk.
+   The input commands (pair_style keywords, pair_coeff) and init are in pair_taafs_setup.cpp.
 ------------------------------------------------------------------------- */
 
 #include "pair_taafs.h"
 
-#include "taafs_model.h"
+#include "pair_taafs_data.h"
 
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include "atom.h"
 #include "comm.h"
 #include "error.h"
-#include "force.h"
+#include "force.h"    // CENTROID_NOTAVAIL
 #include "memory.h"
 #include "neigh_list.h"
-#include "neighbor.h"
 #include "update.h"
 #include "utils.h"
 
-#include <mpi.h>
-
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 using namespace LAMMPS_NS;
-
-namespace LAMMPS_NS {
-// Everything that needs libtorch; hidden from pair_taafs.h.
-class PairTaafsData {
- public:
-  std::unique_ptr<TaafsModel> model;
-  std::string model_path;
-  // per-step buffers, grown when needed and reused
-  std::vector<int> centres;              // [n_centres] LAMMPS atom index of each centre
-  std::vector<int64_t> edges_of_centre;  // [n_centres] edges of each centre (within the cutoff)
-  std::vector<int64_t> species;          // [n_nodes] model species index (current chunk)
-  std::vector<int64_t> edge_index;       // [2, n_edges] row 0 then row 1 (current chunk)
-  std::vector<double> edge_vectors;      // [n_edges * 3] r_j - r_i, Å (current chunk)
-  std::vector<int> node_of_atom;         // [nall] node index in the current chunk, -1 = none
-  std::vector<int> atom_of_node;         // [n_nodes] LAMMPS atom index (current chunk)
-};
-}    // namespace LAMMPS_NS
 
 /* ---------------------------------------------------------------------- */
 
@@ -413,180 +392,6 @@ void PairTaafs::compute_chunk(int64_t begin, int64_t end, int64_t n_edges, doubl
     }
   }
   for (const int a : D.atom_of_node) D.node_of_atom[a] = -1;    // ready for the next chunk
-}
-
-/* ----------------------------------------------------------------------
-   pair_style taafs [device auto|cpu|cuda|cuda:N] [threads N] [chunk auto|off|N]
-------------------------------------------------------------------------- */
-
-void PairTaafs::settings(int narg, char **arg)
-{
-  device_request_ = "auto";
-  nthreads_ = 0;
-  chunk_request_ = "auto";
-  chunk_atoms_ = 0;
-  chunk_edges_ = AUTO_CHUNK_EDGES;
-  int iarg = 0;
-  while (iarg < narg) {
-    const std::string key = arg[iarg];
-    if (key == "device") {
-      if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style taafs device", error);
-      const std::string value = arg[iarg + 1];
-      bool ok = value == "auto" || value == "cpu" || value == "cuda";
-      if (!ok && utils::strmatch(value, "^cuda:\\d+$")) ok = true;
-      if (!ok)
-        error->all(FLERR,
-                   "pair_style taafs: expected device auto, cpu, cuda or cuda:N, got '{}'", value);
-      device_request_ = value;
-      iarg += 2;
-    } else if (key == "threads") {
-      if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style taafs threads", error);
-      nthreads_ = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
-      if (nthreads_ < 1)
-        error->all(FLERR, "pair_style taafs: expected threads >= 1, got {}", nthreads_);
-      iarg += 2;
-    } else if (key == "chunk") {
-      if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style taafs chunk", error);
-      const std::string value = arg[iarg + 1];
-      if (value == "auto") {
-        chunk_atoms_ = 0;
-        chunk_edges_ = AUTO_CHUNK_EDGES;
-      } else if (value == "off") {
-        chunk_atoms_ = 0;
-        chunk_edges_ = 0;
-      } else {
-        int64_t n = 0;
-        bool ok = utils::strmatch(value, "^\\d+$") && value.size() <= 18;
-        if (ok) n = std::stoll(value);
-        if (!ok || n < 1)
-          error->all(FLERR,
-                     "pair_style taafs: expected chunk auto, off or a number of atoms >= 1 "
-                     "(at most that many centre atoms per model call), got '{}'",
-                     value);
-        chunk_atoms_ = n;
-        chunk_edges_ = 0;
-      }
-      chunk_request_ = value;
-      iarg += 2;
-    } else {
-      error->all(FLERR, "pair_style taafs: expected keyword device, threads or chunk, got '{}'",
-                 key);
-    }
-  }
-}
-
-std::string PairTaafs::chunk_description() const
-{
-  if (chunk_request_ == "auto")
-    return "chunk auto: at most " + std::to_string(chunk_edges_) + " edges per model call";
-  if (chunk_request_ == "off") return "chunk off: one model call per rank and step";
-  return "chunk " + chunk_request_ + ": at most " + std::to_string(chunk_atoms_) +
-      " atoms per model call";
-}
-
-/* ---------------------------------------------------------------------- */
-
-void PairTaafs::allocate()
-{
-  allocated = 1;
-  const int n = atom->ntypes;
-  memory->create(setflag, n + 1, n + 1, "pair:setflag");
-  memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
-  for (int i = 1; i <= n; i++)
-    for (int j = i; j <= n; j++) setflag[i][j] = 0;
-}
-
-/* ----------------------------------------------------------------------
-   pair_coeff * * model.pt Elem1 Elem2 ... (one element name or NULL per atom type)
-------------------------------------------------------------------------- */
-
-void PairTaafs::coeff(int narg, char **arg)
-{
-  if (!allocated) allocate();
-  const int ntypes = atom->ntypes;
-  if (narg < 3) utils::missing_cmd_args(FLERR, "pair_coeff taafs", error);
-  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
-    error->all(FLERR, "pair_coeff for taafs: expected '* *', got '{} {}'", arg[0], arg[1]);
-  if (narg != 3 + ntypes)
-    error->all(FLERR,
-               "pair_coeff for taafs: expected {} element names (one per atom type, or NULL) "
-               "after the model file, got {}",
-               ntypes, narg - 3);
-
-  // the local MPI rank on this node picks the GPU
-  int local_rank = 0;
-  MPI_Comm node_comm;
-  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node_comm);
-  MPI_Comm_rank(node_comm, &local_rank);
-  MPI_Comm_free(&node_comm);
-
-  try {
-    const torch::Device device = TaafsModel::choose_device(device_request_, local_rank);
-    d_->model = std::make_unique<TaafsModel>(arg[2], device);
-  } catch (const std::exception &e) {
-    error->all(FLERR, "pair_style taafs: {}", e.what());
-  }
-  d_->model_path = arg[2];
-  const TaafsModelInfo &info = d_->model->info();
-  cutoff_ = info.cutoff;
-
-  std::string known;
-  for (const auto &name : info.type_names) known += (known.empty() ? "" : " ") + name;
-  species_of_type_.assign(ntypes + 1, -1);
-  for (int t = 1; t <= ntypes; t++) {
-    const std::string name = arg[2 + t];
-    if (name == "NULL") continue;
-    auto it = std::find(info.type_names.begin(), info.type_names.end(), name);
-    if (it == info.type_names.end())
-      error->all(FLERR,
-                 "pair_coeff for taafs: element '{}' (atom type {}) is not in model '{}': "
-                 "expected one of {} or NULL",
-                 name, t, arg[2], known);
-    species_of_type_[t] = static_cast<int>(it - info.type_names.begin());
-  }
-
-  int count = 0;
-  for (int i = 1; i <= ntypes; i++)
-    for (int j = i; j <= ntypes; j++) {
-      setflag[i][j] = (species_of_type_[i] >= 0 && species_of_type_[j] >= 0) ? 1 : 0;
-      count += setflag[i][j];
-    }
-  if (count == 0)
-    error->all(FLERR, "pair_coeff for taafs: expected at least one element, got only NULL");
-
-  if (comm->me == 0)
-    utils::logmesg(lmp,
-                   "pair_style taafs: model {} (abi {}, {}, activation {}, cutoff {} Å, "
-                   "elements {}) on {}\n",
-                   arg[2], info.abi, info.architecture, info.activation, info.cutoff, known,
-                   d_->model->device().str());
-}
-
-/* ---------------------------------------------------------------------- */
-
-void PairTaafs::init_style()
-{
-  if (strcmp(update->unit_style, "metal") != 0)
-    error->all(FLERR, "pair_style taafs: expected units metal (eV, Å), got units {}",
-               update->unit_style);
-  if (force->newton_pair == 0)
-    error->all(FLERR, "pair_style taafs: expected newton pair on, got newton pair off");
-  if (!d_->model) error->all(FLERR, "pair_style taafs: expected a pair_coeff * * model.pt line");
-
-  if (chunk_request_ == "auto")    // the device is known now
-    chunk_edges_ = d_->model->device().is_cuda() ? AUTO_CHUNK_EDGES_GPU : AUTO_CHUNK_EDGES;
-  report_chunks_ = true;
-  const int nthreads = nthreads_ > 0 ? nthreads_ : std::max(1, comm->nthreads);
-  at::set_num_threads(nthreads);
-
-  neighbor->add_request(this, NeighConst::REQ_FULL);
-}
-
-/* ---------------------------------------------------------------------- */
-
-double PairTaafs::init_one(int /*i*/, int /*j*/)
-{
-  return cutoff_;
 }
 
 /* ----------------------------------------------------------------------

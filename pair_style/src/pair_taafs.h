@@ -3,7 +3,8 @@
    see mdval/abi.py and DESIGN.md section 3).
 
    This header is free of libtorch: everything torch lives behind the private pointer `d_`
-   (PairTaafsData, defined in pair_taafs.cpp), so LAMMPS code including it needs no torch headers.
+   (PairTaafsData, in pair_taafs_data.h), so LAMMPS code including it needs no torch headers.
+   The computation is in pair_taafs.cpp, the input commands and init in pair_taafs_setup.cpp.
 ------------------------------------------------------------------------- */
 
 #ifndef LMP_PAIR_TAAFS_H
@@ -38,6 +39,11 @@ class PairTaafs : public Pair {
 
  protected:
   virtual void allocate();
+  // Load the model of pair_coeff on this rank (onto the GPU of its node-local rank, if any) and
+  // map the atom types to its species (from map_element2type()'s map and elements): "" on
+  // success, else the error message.  A rank can fail alone (a relative path read from its own
+  // working directory, a GPU it lacks), so coeff() agrees on the outcome with every rank.
+  std::string load_model(const std::string &path, int local_rank);
   // Pass 1 of compute(): d_->centres and the number of edges of each; rejects non-finite
   // positions and overlapping atoms.
   void count_edges();
