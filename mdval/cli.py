@@ -13,6 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mdval.data.commands",  # data
     "mdval.train.commands",  # train, test, export
     "mdval.deploy.compress",  # compress
+    "mdval.deploy.check_commands",  # check
     "mdval.train.fisher_commands",  # fisher
     "mdval.deploy.lammps_commands",  # lammps
     "mdval.md.commands",  # md, run

@@ -301,9 +301,9 @@ def test_a_damaged_best_checkpoint_still_exports(one_epoch_run, tmp_path, data_d
 
 # --------------------------------------------------------------------------- help
 
-WORKFLOW_ORDER = ["data", "train", "test", "export", "compress", "fisher", "lammps", "md", "run", "report",
-                  "compare", "demo"]
-OUR_COMMANDS = [("train",), ("test",), ("export",), ("compress",), ("fisher",), ("data", "generate"),
+WORKFLOW_ORDER = ["data", "train", "test", "export", "compress", "check", "fisher", "lammps", "md", "run",
+                  "report", "compare", "demo"]
+OUR_COMMANDS = [("train",), ("test",), ("export",), ("compress",), ("check",), ("fisher",), ("data", "generate"),
                 ("data", "info"), ("lammps", "build"), ("lammps", "check")]
 MARKUP = re.compile(r"``|::|:(?:func|data|class|mod|meth):|`")
 

@@ -27,8 +27,8 @@ README = REPO / "README.md"
 VENV_BIN = Path(sys.executable).parent
 
 # Commands that take minutes: under the slow marker.
-SLOW_PREFIXES = ("mdval train ", "mdval test runs/", "mdval export runs/", "mdval compress ", "mdval md ",
-                 "mdval run ", "mdval compare ", "mdval report energy-conservation ")
+SLOW_PREFIXES = ("mdval train ", "mdval test runs/", "mdval export runs/", "mdval compress ", "mdval check cu.pt",
+                 "mdval md ", "mdval run ", "mdval compare ", "mdval report energy-conservation ")
 # Commands this test does not run, and why.
 NOT_RUN = {
     "make test": "the command that runs this test (CI runs it)",
