@@ -37,8 +37,10 @@ demo: install plugin
 models: install
 	$(PY) -m mdval.report.zoo models/cu/*.toml --jobs 2
 
+# The plugin builds into the user's cache, ~/.cache/mdval/ (README, Install), which clean leaves
+# alone; mdval/deploy/build is where it was built before. build/ and *.egg-info: `pip install .`
 clean:
-	rm -rf $(VENV) build pair_style/build
+	rm -rf $(VENV) build pair_style/build mdval/deploy/build *.egg-info
 
 # Benchmarks (issue 9): every script in benchmarks/ in turn, each writing benchmarks/results/*.json|md
 # and appending to benchmarks/RESULTS.md. Long (about an hour on 2 cores); not part of `make test`.

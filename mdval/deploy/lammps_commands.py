@@ -11,15 +11,16 @@ from mdval.argtypes import HelpFormatter, positive_int
 def _build(args: argparse.Namespace) -> int:
     from mdval.deploy import lammps_plugin
 
+    # A missing source folder (FileNotFoundError) goes to cli.main's one-line error.
+    if not args.force and lammps_plugin.is_up_to_date():
+        print(f"pair_style taafs plugin is up to date: {lammps_plugin.plugin_path()}")
+        return 0
+    print(f"building pair_style taafs from {lammps_plugin.source_dir()} into {lammps_plugin.plugin_dir()}\n"
+          "(CMake; a first build takes a few minutes) ...", flush=True)
     try:
-        if not args.force and lammps_plugin.is_up_to_date():
-            print(f"pair_style taafs plugin is up to date: {lammps_plugin.plugin_path()}")
-            return 0
-        print("building pair_style taafs (CMake; a first build takes a few minutes) ...",
-              flush=True)
         path = lammps_plugin.build(force=args.force, jobs=args.jobs, verbose=args.verbose)
-    except (FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except RuntimeError as exc:  # CMake failed: its last lines, which do not fit on one line
+        print(f"mdval lammps build: error: {exc}", file=sys.stderr)
         return 1
     print(f"built {path}")
     return 0
@@ -30,13 +31,17 @@ def _check(args: argparse.Namespace) -> int:
 
     info = lammps_plugin.check(args.lmp)
     built = info["built_against"] or {}
-    print(f"plugin:        {info['plugin']} ({'present' if info['exists'] else 'MISSING'})")
+    # The folder is keyed by the sources and versions, so a library there that is not up to date
+    # is what a failed or killed build leaves.
+    state = "up to date" if info["up_to_date"] else "INCOMPLETE" if info["exists"] else "MISSING"
+    print(f"plugin:        {info['plugin']} ({state})")
+    print(f"sources:       {lammps_plugin.source_dir()}")
     print(f"loads in lmp:  {'yes' if info['loads'] else 'no'} ({info['lmp']})")
     print(f"lmp running:   LAMMPS {info['lammps_running'] or '?'}")
     print(f"built against: LAMMPS {built.get('lammps', '?')}, torch {built.get('torch', '?')}")
     if info["message"]:
         print(info["message"])
-    if not info["exists"]:
+    if not info["up_to_date"]:
         print("run `mdval lammps build` to build it")
     return 0 if info["loads"] else 1
 

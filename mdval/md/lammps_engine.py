@@ -3,7 +3,7 @@
     result = run_lammps(atoms, "models/cu.pt", NVTSettings(), "runs/md/cu-nvt", np=2)   # pair_style taafs
     result = run_lammps(atoms, "lammps:Cu_u3.eam", NPTSettings(), "runs/md/eam-npt")    # reference
 
-The input is rendered from ``workflows/templates/md.in`` (placeholders ``@{name}``, so LAMMPS'
+The input is rendered from ``mdval/resources/md.in`` (placeholders ``@{name}``, so LAMMPS'
 own ``${var}`` syntax is untouched). Fixes, with τ_T = ``thermostat_damping_fs`` and
 τ_P = ``barostat_damping_fs`` (converted to ps, the metal time unit):
 
@@ -41,14 +41,13 @@ import sys
 from pathlib import Path
 from string import Template
 
-from mdval import fileio
+from mdval import fileio, resources
 from mdval.md import guard, run_folder
 from mdval.md import results as res
 from mdval.md.ase_engine import finish
 from mdval.md.protocols import ProtocolSettings, RunResult
 from mdval.md.stability import Failure
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "workflows" / "templates"
 STATE_FILE = "lammps_state.json"
 _LOG_COLUMNS = {"Step": "step", "Time": "time_ps", "PotEng": "epot_eV", "KinEng": "ekin_eV", "TotEng": "etot_eV",
                 "Temp": "temperature_K", "Press": "pressure_bar", "Volume": "volume_A3", "Density": "density_g_cm3"}
@@ -130,7 +129,7 @@ def render_input(settings: ProtocolSettings, potential: res.Potential, elements:
         "max_volume_change": limits.max_volume_change, "lost": lost, "sample_interval": settings.sample_interval,
         "velocity": velocity_line, "checkpoint_interval": settings.checkpoint_interval,
         "phases": _phases(settings, start_step, elements, segment)}
-    return _AtTemplate((TEMPLATE_DIR / "md.in").read_text()).substitute(values)
+    return _AtTemplate(resources.path("md.in").read_text()).substitute(values)
 
 
 def parse_log(text: str) -> tuple[list[dict], list[str]]:

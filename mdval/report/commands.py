@@ -71,7 +71,7 @@ def register(subparsers) -> None:
     demo = subparsers.add_parser(
         "demo", help="the compare workflow on the model zoo (ASE + LAMMPS, EMT reference)",
         formatter_class=HelpFormatter)
-    demo.add_argument("--workflow", default=None, help="workflow spec (default: workflows/cu_demo.toml in the repo)")
+    demo.add_argument("--workflow", default=None, help="workflow spec (default: the packaged cu_demo.toml, mdval/resources/workflows/)")
     demo.add_argument("--jobs", type=positive_int, default=2, help="MD runs at a time (processes)")
     demo.add_argument("--out", default="reports/demo", help="report folder")
     demo.add_argument("--overwrite", "--no-resume", dest="overwrite", action="store_true", help=OVERWRITE_HELP)

@@ -1,10 +1,11 @@
 """``mdval demo`` (what ``make demo`` runs): the compare workflow on the model zoo.
 
-Runs workflows/cu_demo.toml through :func:`mdval.report.compare.run_compare`: every zoo model
-(models/cu/*.pt: tanh, TAAFS Chebyshev/B-spline/Fourier, IReLU and LAAF activations, trained
-with Adam or RLEKF) and the reference (EMT in ASE, Cu_u3.eam in LAMMPS) through NVE, NVT and NPT
-in the ASE and LAMMPS engines, two runs at a time. Prints the summary table and the path of the
-HTML report (reports/demo/index.html by default) and the wall time.
+Runs workflows/cu_demo.toml (packaged: mdval.resources) through
+:func:`mdval.report.compare.run_compare`: every zoo model (models/cu/*.pt: tanh, TAAFS
+Chebyshev/B-spline/Fourier, IReLU and LAAF activations, trained with Adam or RLEKF) and the
+reference (EMT in ASE, Cu_u3.eam in LAMMPS) through NVE, NVT and NPT in the ASE and LAMMPS
+engines, two runs at a time. Prints the summary table and the path of the HTML report
+(reports/demo/index.html by default) and the wall time.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO_WORKFLOW = REPO / "workflows" / "cu_demo.toml"
+from mdval import resources
 
 
 def run_demo(*, workflow=None, out_dir="reports/demo", jobs: int = 2, resume: bool = True, log=print) -> int:
@@ -21,7 +21,7 @@ def run_demo(*, workflow=None, out_dir="reports/demo", jobs: int = 2, resume: bo
     from mdval.md.workflow import load_workflow
     from mdval.report.compare import run_compare
 
-    workflow = Path(workflow) if workflow else DEMO_WORKFLOW
+    workflow = Path(workflow) if workflow else resources.path("workflows", "cu_demo.toml")
     wf = load_workflow(workflow)
     if not wf.models:
         raise FileNotFoundError(f"no model files matched {wf.raw.get('models')} in {workflow}; the zoo ships in "

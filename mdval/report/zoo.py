@@ -41,8 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mdval.md.results import sha256_file, write_json_atomic
-
-REPO = Path(__file__).resolve().parents[2]
+from mdval.train.config import find_root
 
 
 def run_dir_of(config: Path) -> Path:
@@ -50,17 +49,17 @@ def run_dir_of(config: Path) -> Path:
         raw = tomllib.load(handle)
     run = raw.get("run", {})
     base = Path(run.get("dir", "runs"))
-    if not base.is_absolute():
-        base = REPO / base
+    if not base.is_absolute():  # mdval train runs in the project root (see build_one)
+        base = find_root(config.resolve().parent) / base
     return base / (run.get("name") or config.stem)
 
 
-def _portable(training_data: dict) -> dict:
-    """The data files as paths relative to the repository (a card is read on other machines)."""
+def _portable(training_data: dict, root: Path) -> dict:
+    """The data files as paths relative to the project root (a card is read on other machines)."""
     files = []
     for name in training_data.get("files", []):
         path = Path(name)
-        files.append(str(path.relative_to(REPO)) if path.is_relative_to(REPO) else name)
+        files.append(str(path.relative_to(root)) if path.is_relative_to(root) else name)
     return {**training_data, "files": files}
 
 
@@ -76,7 +75,7 @@ def model_card(config: Path, run_dir: Path, model_path: Path) -> dict:
             "activation": meta.get("activation"), "optimizer": meta.get("optimizer"),
             "architecture": meta.get("architecture"), "n_parameters": meta.get("n_parameters"),
             "cutoff_A": meta.get("cutoff"), "type_names": meta.get("type_names"),
-            "training_data": _portable(meta.get("training_data", {})),
+            "training_data": _portable(meta.get("training_data", {}), find_root(config.resolve().parent)),
             "metrics": metrics.get("test") or meta.get("metrics", {}),
             "training": meta.get("training", {}), "mdval_version": meta.get("mdval_version"),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
@@ -93,8 +92,8 @@ def build_one(config: Path, *, log=print) -> dict:
     train_log = run_dir.parent / f"{run_dir.name}.train.log"  # stdout of mdval train, beside the run folder
     train_log.parent.mkdir(parents=True, exist_ok=True)
     with open(train_log, "w") as out:
-        proc = subprocess.run([sys.executable, "-m", "mdval", "train", str(config), "--quiet"], cwd=REPO,
-                              stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.run([sys.executable, "-m", "mdval", "train", str(config), "--quiet"],
+                              cwd=find_root(config.parent), stdout=out, stderr=subprocess.STDOUT, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0 or not (run_dir / "model.pt").exists():
         log(f"FAILED {config.name} after {wall:.0f} s (exit {proc.returncode}); see {train_log}")
