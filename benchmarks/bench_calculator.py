@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mdval import fileio
 from mdval.nn.deeppot import DEEPPOT_DEFAULTS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -176,11 +177,8 @@ def main(argv=None) -> int:
         "model": MODEL_CONFIG,
         "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     for name, text in (("calculator.json", json.dumps(report, indent=1)), ("calculator.md", markdown(report))):
-        tmp = args.out / (name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, args.out / name)
+        fileio.write_text(args.out / name, text)
     print(markdown(report))
     return 0
 

@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterable
 
+from mdval import fileio
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 RESULTS_DIR = BENCH / "results"
@@ -142,9 +144,7 @@ def write_results(name: str, report: dict, markdown: str, quick: bool = False, s
         name += "_quick"
     for suffix, text in ((".json", json.dumps(report, indent=1, default=str) + "\n"),
                          (".md", markdown.rstrip() + "\n")):
-        tmp = RESULTS_DIR / (name + suffix + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, RESULTS_DIR / (name + suffix))
+        fileio.write_text(RESULTS_DIR / (name + suffix), text)
     if quick or not section:
         return
     write_section(markdown, report)
