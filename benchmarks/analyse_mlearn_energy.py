@@ -36,8 +36,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_accuracy_mlearn import MLEARN, snap_predictions  # noqa: E402
+from bench_accuracy_mlearn import NAME as ACCURACY
+
 import common  # noqa: E402
-from bench_accuracy_mlearn import MLEARN, NAME as ACCURACY, snap_predictions  # noqa: E402
 
 NAME = "mlearn_energy_gap"
 RIDGES = (0.0, 1e-4)

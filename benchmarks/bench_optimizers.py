@@ -246,7 +246,7 @@ def main(argv=None) -> int:
     missing = [f"{a} / {o}" for a, o, r in jobs if not r.exists()]
     if missing:
         raise SystemExit(f"bench_optimizers: runs failed: {', '.join(missing)}")
-    for act, opt, rec_path in jobs:
+    for _act, _opt, rec_path in jobs:
         records.append(json.loads(rec_path.read_text()))
     summary, md = summarise(records)
     out = {"benchmark": "optimizers", "created": common.now(), "machine": common.machine(),

@@ -10,7 +10,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FLOAT64_EXACT
 from mdval.nn.activations import (
     ACTIVATION_NAMES,
     FIXED_ACTIVATIONS,
@@ -21,6 +20,8 @@ from mdval.nn.activations import (
     slope_recovery,
 )
 from mdval.nn.bases import BASIS_NAMES
+
+from conftest import FLOAT64_EXACT
 
 WIDTH = 3
 TAAFS_SPECS = [f"taafs:basis={b},scope={s}" for b in BASIS_NAMES for s in TAAFS_SCOPES]

@@ -22,6 +22,9 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
+
+from mdval import abi
+
 from broken_models import BrokenOutput, TupleOutput
 from lammps_helpers import (
     LMP,
@@ -32,8 +35,6 @@ from lammps_helpers import (
     run_lmp,
     save_toy_model,
 )
-
-from mdval import abi
 
 pytestmark = pytest.mark.lammps
 

@@ -249,9 +249,9 @@ def test_md_refuses_a_folder_that_holds_another_run_and_overwrite_starts_afresh(
 
 
 def test_every_part_of_the_identity_is_checked(tmp_path):
-    from conftest import small_model
-
     from mdval.deploy import export
+
+    from conftest import small_model
 
     out = tmp_path / "run"
     run_ase(cu32(), "emt:Cu", tiny_nve(), out)

@@ -18,15 +18,16 @@ import pytest
 import torch
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
-from broken_models import BrokenOutput, TupleOutput
-from conftest import fcc_cu, small_model
-from lammps_helpers import ToyManyBody, run_lmp
 
 from mdval import abi
 from mdval.cli import main as mdval_main
 from mdval.data.neighbors import neighbor_list
 from mdval.deploy.calculator import AtomsInputError, Calculator
 from mdval.deploy.model_file import ModelFileError, ModelOutputError, export, load
+
+from broken_models import BrokenOutput, TupleOutput
+from conftest import fcc_cu, small_model
+from lammps_helpers import ToyManyBody, run_lmp
 
 REEXPORT = "re-export the model with `mdval export CHECKPOINT`"
 FRAME_0 = " in frame 0 of the data"

@@ -7,15 +7,15 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
+from test_train import write_config, write_emt_data
 
 from mdval.cli import build_parser
 from mdval.cli import main as mdval_main
-from test_train import write_config, write_emt_data
 
 RESUME_ALLOWED = ("training.epochs, max_time_min, early_stopping_patience, checkpoint_every, readout_refit, "
                   "readout_ridge, val_batch_size, progress, optimizer.verbose, data.name, data.format, "

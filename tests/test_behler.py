@@ -15,9 +15,10 @@ import torch
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
-from conftest import FLOAT64_ROUNDING
 from mdval.nn import build_model, count_parameters, make_activation
 from mdval.nn.behler import BEHLER_DEFAULTS, BehlerParrinello
+
+from conftest import FLOAT64_ROUNDING
 
 # Named float64 tolerances (STYLE.md 9).
 TOL_SCRIPT = 1e-12  # scripted vs eager, relative
@@ -133,10 +134,10 @@ def _reference_features(model, species, edge_index, vectors, n_local):
     shifts = model.radial_shift.tolist()
     eta_r = model.radial_eta
     terms = [
-        (e, z, l)
+        (e, z, lam)
         for e in model.angular_eta.tolist()
         for z in model.angular_zeta
-        for l in model.angular_lambda.tolist()
+        for lam in model.angular_lambda.tolist()
     ]
     pair_ids, p = {}, 0
     for a in range(t):

@@ -18,13 +18,14 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
 from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
-from conftest import FLOAT64_EXACT, FLOAT64_FD, SMALL_DEEPPOT, fcc_cu, small_model
 
 from mdval.data.neighbors import neighbor_list
 from mdval.deploy.calculator import MIN_SEPARATION, AtomsInputError, Calculator
 from mdval.deploy.model_file import ModelFileError, export
 from mdval.nn import build_model
 from mdval.nn.forces import energy_forces_virial
+
+from conftest import FLOAT64_EXACT, FLOAT64_FD, SMALL_DEEPPOT, fcc_cu, small_model
 
 #: Finite-difference steps of ase.calculators.fd: central differences have error
 #: eps^2 f''' + 1e-16 |E| / eps; these keep both below 1e-7 of the largest force/stress here.

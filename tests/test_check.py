@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from broken_models import BrokenOutput, TupleOutput
-from conftest import small_model
 
 from mdval import abi
 from mdval.cli import main as mdval_main
 from mdval.deploy.check import CHECK_NAMES, GAP_A, METADATA_TYPES, SKIN_A, validate_model
 from mdval.deploy.model_file import ModelFileError, export
 from mdval.deploy.probes import Graph, beyond, cluster
+
+from broken_models import BrokenOutput, TupleOutput
+from conftest import small_model
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = sorted((REPO / "models" / "cu").glob("*.pt"))

@@ -7,12 +7,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import (FLOAT32_EXACT, FLOAT64_EXACT, FLOAT64_FD, ase_edges, edge_vectors_from, fcc_cu,
-                      numeric_forces, small_model)
 from mdval.cli import main as mdval_main
 from mdval.deploy import export, load, read_metadata
 from mdval.nn.forces import energy_forces_virial
 from mdval.nn.tabulated import TabulatedDeepPotSE, tabulate
+
+from conftest import (
+    FLOAT32_EXACT,
+    FLOAT64_EXACT,
+    FLOAT64_FD,
+    ase_edges,
+    edge_vectors_from,
+    fcc_cu,
+    numeric_forces,
+    small_model,
+)
 
 ACTIVATIONS = ["tanh", "taafs:basis=chebyshev1,scope=neuron", "taafs:basis=bspline,scope=layer"]
 # The table is built to max |G_interp - G| <= TOLERANCE * max |G|; energies and forces inherit an

@@ -8,7 +8,7 @@ import torch
 
 from mdval.data.batch import iterate_batches, make_batch, precompute_neighbors
 from mdval.data.frames import Frame
-from mdval.data.neighbors import NeighborCache, neighbor_list
+from mdval.data.neighbors import neighbor_list
 from mdval.data.splits import load_splits, save_splits, split_frames
 
 FLOAT64_ATOL = 1e-10

@@ -19,10 +19,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mdval.data.readers import detect_format, read_frames
+
 from dft_outputs import (
-    cp2k_text,
-    qe_output,
-    voigt_to_matrix,
     ATOL_EXACT,
     BOHR_A,
     CP2K_CELL,
@@ -39,13 +38,15 @@ from dft_outputs import (
     RTOL_UNITS,
     RYDBERG_EV,
     VASP_STEPS,
+    cp2k_text,
     qe_expected,
+    qe_output,
     vasp_expected_virial,
+    voigt_to_matrix,
     write_cp2k,
     write_outcar,
     write_qe,
 )
-from mdval.data.readers import detect_format, read_frames
 
 
 def test_unit_constants_agree_with_ase():

@@ -11,6 +11,7 @@ from mdval.cli import main
 from mdval.data.generate import GenerateSettings, generate, read_settings_hash
 from mdval.data.readers import read_frames
 from mdval.data.teachers import lammps_preset, make_teacher
+
 from conftest import mlearn_dir
 
 FD_STEP = 1e-5

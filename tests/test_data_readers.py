@@ -11,6 +11,7 @@ from ase import units
 from mdval.data.frames import Frame, validate_frames
 from mdval.data.mlearn import KBAR_IN_EV_PER_A3
 from mdval.data.readers import detect_format, read_frames
+
 from conftest import mlearn_dir
 
 FLOAT64_ATOL = 1e-10

@@ -8,10 +8,11 @@ import zipfile
 import pytest
 import torch
 
-from conftest import FLOAT32_EXACT, FLOAT64_EXACT, ase_edges, edge_vectors_from, fcc_cu, small_model, species_of
 from mdval.abi import ABI_VERSION, METADATA_FILENAME, REQUIRED_METADATA_KEYS
 from mdval.deploy import ModelFileError, export, load, read_metadata
 from mdval.nn.forces import energy_forces_virial
+
+from conftest import FLOAT32_EXACT, FLOAT64_EXACT, ase_edges, edge_vectors_from, fcc_cu, small_model, species_of
 
 
 def inputs(model, seed=0):

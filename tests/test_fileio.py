@@ -43,11 +43,12 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
 def test_exported_models_reports_and_checkpoints_are_group_readable(tmp_path, umask_022):
     """The writers that used to give 0600 files: model export, checkpoints, figures."""
     import torch
-    from conftest import small_model
 
     from mdval.deploy.model_file import export
     from mdval.report.plots import ladder_plot
     from mdval.train.checkpoint import save_checkpoint
+
+    from conftest import small_model
 
     model = small_model()
     assert mode(export(model, tmp_path / "m.pt", {"optimizer": "none"})) == 0o644

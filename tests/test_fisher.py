@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import emt_cu_frames, small_model
 
 from mdval.train.fisher import (
     fisher_matrix,
@@ -15,6 +14,8 @@ from mdval.train.fisher import (
     spectrum_from_gradients,
     spectrum_summary,
 )
+
+from conftest import emt_cu_frames, small_model
 
 FLOAT64_ALGEBRA = 1e-10  # same sums in another order
 FLOAT64_ABS = 1e-14  # absolute floor for Fisher entries that are ~0

@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import emt_cu_frames, small_model
 
 from mdval.train.kalman import (
     EKF,
@@ -20,6 +19,8 @@ from mdval.train.kalman import (
     make_kalman_strategy,
 )
 from mdval.train.strategy import LossWeights
+
+from conftest import emt_cu_frames, small_model
 
 FLOAT64_ALGEBRA = 1e-9  # same recursion, different (but exact) linear algebra
 FLOAT64_ABS = 1e-11  # absolute floor for entries that are ~0
@@ -84,10 +85,10 @@ def test_batched_block_update_matches_a_loop_over_dense_blocks():
             P[b] = (P[b] - np.outer(K, K) / S) / lam
         lam = 0.99 * lam + 0.01
     stored = {}
-    for size, idx, Pg in zip(kf.group_sizes, kf.index, kf.P):
+    for _size, idx, Pg in zip(kf.group_sizes, kf.index, kf.P):
         for k in range(idx.shape[0]):
             stored[int(idx[k, 0])] = Pg[k].numpy()
-    for b, (a, s) in enumerate(blocks):
+    for b, (a, _s) in enumerate(blocks):
         np.testing.assert_allclose(stored[a], P[b], rtol=FLOAT64_ALGEBRA, atol=FLOAT64_ABS)
     assert kf.lam == pytest.approx(lam)
 

@@ -18,8 +18,16 @@ import pytest
 from ase.build import bulk
 
 from mdval import abi
-from lammps_helpers import (NKTV2P_METAL, read_dump, read_thermo, reference_results, run_lmp,
-                            save_toy_model, write_lammps_data)
+
+from lammps_helpers import (
+    NKTV2P_METAL,
+    read_dump,
+    read_thermo,
+    reference_results,
+    run_lmp,
+    save_toy_model,
+    write_lammps_data,
+)
 
 pytestmark = pytest.mark.lammps
 
@@ -163,7 +171,7 @@ def test_hybrid_overlay_is_sum_of_styles(tmp_path, model, nprocs):
     copper = types == 1
     taafs = reference_results(model, atoms[copper], np.zeros(copper.sum(), dtype=int))
     ref = {"energy": taafs["energy"] + lj_only["energy"]}
-    for key, width in (("forces", 3), ("energies", 0), ("atom_virials", 0)):
+    for key in ("forces", "energies", "atom_virials"):
         full = np.zeros((len(atoms),) + taafs[key].shape[1:])
         full[copper] = taafs[key]
         ref[key] = full
@@ -201,8 +209,9 @@ CHUNK_REL_TOL = 1e-12  # chunked vs unchunked: the same sums, grouped by chunk (
 def deeppot_model(tmp_path_factory, plugin):
     """A small DeepPot-SE (Cu, O; per-layer TAAFS): its padded per-centre rows depend on the
     largest neighbour count of a call, which chunking changes."""
-    from conftest import small_model
     from mdval.deploy import export
+
+    from conftest import small_model
 
     model = small_model("deeppot_se", ["Cu", "O"], "taafs:basis=chebyshev1,scope=layer", seed=3)
     return export(model, tmp_path_factory.mktemp("deeppot") / "deeppot.pt")
@@ -391,8 +400,9 @@ def test_libtorch_binds_its_own_blas_inside_lmp(tmp_path):
     own record of the binding is checked, not a timing."""
     import re
 
-    from conftest import small_model
     from mdval.deploy import export
+
+    from conftest import small_model
 
     export(small_model("deeppot_se", ["Cu"]), tmp_path / "m.pt")
     script = """units metal
@@ -437,9 +447,10 @@ def test_parity_with_ase_calculator_on_real_models(tmp_path, architecture, nproc
     compared against the exact ABI reference in test_parity_with_reference."""
     from ase.stress import voigt_6_to_full_3x3_stress
 
-    from conftest import small_model
     from mdval import Calculator
     from mdval.deploy import export
+
+    from conftest import small_model
 
     model = small_model(architecture.split()[0], ["Cu", "O"], "taafs:basis=chebyshev1,scope=layer", seed=2)
     path = export(model, tmp_path / "model.pt")

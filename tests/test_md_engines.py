@@ -205,9 +205,9 @@ def test_lammps_resume_after_kill(tmp_path):
                            trajectory_interval=5000)
     script = ("import sys\nfrom ase.build import bulk\nfrom mdval.md.lammps_engine import run_lammps\n"
               "from mdval.md.protocols import NVTSettings\n"
-              f"run_lammps(bulk('Cu', 'fcc', a=3.61, cubic=True).repeat(3), 'lammps:Cu_u3.eam', "
-              f"NVTSettings(steps=40000, equilibration_steps=1000, checkpoint_interval=500, sample_interval=100, "
-              f"trajectory_interval=5000), sys.argv[1])\n")
+              "run_lammps(bulk('Cu', 'fcc', a=3.61, cubic=True).repeat(3), 'lammps:Cu_u3.eam', "
+              "NVTSettings(steps=40000, equilibration_steps=1000, checkpoint_interval=500, sample_interval=100, "
+              "trajectory_interval=5000), sys.argv[1])\n")
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-c", script, str(out)], start_new_session=True)
     try:

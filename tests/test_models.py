@@ -8,10 +8,20 @@ import pytest
 import torch
 from ase import Atoms
 
-from conftest import (FLOAT64_EXACT, FLOAT64_FD, FLOAT64_ROUNDING, ase_edges, edge_vectors_from, fcc_cu, numeric_forces, small_model,
-                      species_of)
 from mdval.nn import build_model, count_parameters
 from mdval.nn.forces import energy_forces_virial
+
+from conftest import (
+    FLOAT64_EXACT,
+    FLOAT64_FD,
+    FLOAT64_ROUNDING,
+    ase_edges,
+    edge_vectors_from,
+    fcc_cu,
+    numeric_forces,
+    small_model,
+    species_of,
+)
 
 ARCHITECTURES = ["deeppot_se", "behler_parrinello", "deeppot_se_centered"]
 ACTIVATIONS = [

@@ -15,11 +15,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from mdval import resources
 from mdval.deploy import lammps_plugin

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FLOAT64_EXACT, SMALL_DEEPPOT, fcc_cu
 from mdval.cli import main as mdval_main
 from mdval.data.frames import Frame
+
+from conftest import FLOAT64_EXACT, SMALL_DEEPPOT, fcc_cu
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,10 +116,11 @@ def test_loss_energy_and_virial_terms_are_deepmd_normalised():
     not the per-atom square (ΔE/N)²: with the per-atom square DeePMD's prefactors weigh the
     energy N times less against the forces (found on mlearn Si: crystal and melt energies left
     ~100 meV/atom apart). Frames of 4 and 8 atoms, known offsets on energy and virial labels."""
-    from conftest import small_model
     from mdval.data.batch import make_batch
     from mdval.train.loss import compute_loss, predict
     from mdval.train.strategy import LossWeights
+
+    from conftest import small_model
 
     model = small_model()
     frames = []
@@ -152,7 +154,7 @@ def test_energy_shift_least_squares_recovers_per_element_energies():
     rng = np.random.default_rng(0)
     e_true = {"Cu": -3.5, "Ni": -4.25}
     frames = []
-    for k in range(20):
+    for _ in range(20):
         n_cu, n_ni = rng.integers(1, 20, size=2)
         symbols = ["Cu"] * n_cu + ["Ni"] * n_ni
         n = len(symbols)
@@ -163,8 +165,9 @@ def test_energy_shift_least_squares_recovers_per_element_energies():
 
 
 def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path):
-    from conftest import small_model
     from mdval.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+    from conftest import small_model
 
     model = small_model(activation="taafs:basis=chebyshev1")
     path = save_checkpoint(tmp_path / "c" / "last.pt",

@@ -59,7 +59,7 @@ class Batch:
     def n_atoms(self) -> int:
         return int(self.species.shape[0])
 
-    def to(self, device=None, dtype: torch.dtype | None = None) -> "Batch":
+    def to(self, device=None, dtype: torch.dtype | None = None) -> Batch:
         """A copy on ``device`` with floating tensors cast to ``dtype``; integer tensors and
         masks keep their dtype. ``edge_vectors`` of the copy is again a fresh leaf tensor."""
         values = {}

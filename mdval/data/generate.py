@@ -72,7 +72,7 @@ class GenerateSettings:
     lattice: list | None = None                 # (structure, a[, c]); default LATTICE_DEFAULTS
     supercells: list | None = None              # default SUPERCELLS[structure]
 
-    def resolved(self, elements: list[str]) -> "GenerateSettings":
+    def resolved(self, elements: list[str]) -> GenerateSettings:
         """A copy with element, lattice and supercells filled in from the defaults."""
         element = self.element or elements[0]
         lattice = list(self.lattice or LATTICE_DEFAULTS.get(element, ()))
@@ -121,7 +121,7 @@ def _labelled(atoms, calculator, info: dict):
 
 def _strained_frames(settings, calculator, rng, n: int, base_info: dict, progress):
     frames = []
-    for k in range(n):
+    for _ in range(n):
         repeat = settings.supercells[int(rng.integers(len(settings.supercells)))]
         atoms = _crystal(settings.element, settings.lattice, repeat)
         eps = rng.uniform(-settings.max_strain, settings.max_strain, size=(3, 3))
@@ -138,8 +138,8 @@ def _strained_frames(settings, calculator, rng, n: int, base_info: dict, progres
 
 def _md_frames(settings, calculator, rng, n: int, base_info: dict, progress):
     from ase import units
-    from ase.md.langevin import Langevin
     from ase.md import velocitydistribution as velocities
+    from ase.md.langevin import Langevin
 
     frames = []
     temps = settings.temperatures_K

@@ -236,7 +236,7 @@ class Calculator(_AseCalculator):
         device: str | torch.device = "cpu",
         threads: Optional[int] = None,
         chunk: int | str | None = "auto",
-    ) -> "Calculator":
+    ) -> Calculator:
         """The same as ``Calculator(path, device=..., threads=..., chunk=...)``."""
         return cls(path, device=device, threads=threads, chunk=chunk)
 

@@ -28,10 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mdval import fileio
-from mdval import __version__
-from mdval.abi import (ABI_VERSION, COMPUTE_DTYPES, METADATA_FILENAME, REQUIRED_METADATA_KEYS,
-                       energies_contract_error)
+from mdval import __version__, fileio
+from mdval.abi import ABI_VERSION, COMPUTE_DTYPES, METADATA_FILENAME, REQUIRED_METADATA_KEYS, energies_contract_error
 from mdval.nn.activations import set_first_derivative_only
 
 

@@ -44,9 +44,10 @@ from __future__ import annotations
 import dataclasses
 import glob
 import inspect
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from mdval.argtypes import element_problem
 from mdval.md import results as res

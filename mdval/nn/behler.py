@@ -228,8 +228,8 @@ class BehlerParrinello(AtomisticModel):
         for a, b in pairs:
             for e in self.angular_eta.tolist():
                 for z in self.angular_zeta:
-                    for l in self.angular_lambda.tolist():
-                        names.append(f"G5[{a},{b}] eta={e:g} zeta={z:g} lambda={l:g}")
+                    for lam in self.angular_lambda.tolist():
+                        names.append(f"G5[{a},{b}] eta={e:g} zeta={z:g} lambda={lam:g}")
         return names
 
     @torch.jit.unused

@@ -27,7 +27,7 @@ differences between atoms. An edge at or beyond the cutoff still adds nothing (t
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import torch
 from torch import nn

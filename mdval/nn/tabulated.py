@@ -48,7 +48,6 @@ class TabulatedDeepPotSE(DeepPotSE):
         self.n_coeffs: int = N_COEFFS
 
     def embed(self, s: torch.Tensor, center_species: torch.Tensor, neighbor_species: torch.Tensor) -> torch.Tensor:
-        m1 = self.embedding_width
         s0 = s.detach()
         t = s0 / self.table_step
         k = torch.clamp(torch.floor(t), 0.0, float(self.n_intervals - 1))

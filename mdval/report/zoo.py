@@ -36,9 +36,10 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import tomllib
 
 from mdval.md.results import sha256_file, write_json_atomic
 from mdval.train.config import find_root

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import copy
 import math
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from mdval.options import Rule, check, shown, toml_text
 

@@ -36,6 +36,7 @@ import torch
 from mdval.nn.activations import set_first_derivative_only
 from mdval.nn.forces import energy_forces_virial
 
+
 def model_parameters(model) -> list[torch.Tensor]:
     """The parameters the Fisher matrix is over, in a fixed order, with requires_grad on.
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-
 from mdval.argtypes import HelpFormatter, non_negative_float, non_negative_int, positive_int
 
 
