@@ -35,7 +35,7 @@ demo: install plugin
 # Rebuild the model zoo (models/cu/*.pt, model cards *.json, training logs) with `mdval train`.
 .PHONY: models
 models: install
-	$(PY) -m mdval.report.zoo models/cu/*.toml --jobs 2
+	$(PY) -m mdval.train.zoo models/cu/*.toml --jobs 2
 
 # The plugin builds into the user's cache, ~/.cache/mdval/ (README, Install), which clean leaves
 # alone; mdval/deploy/build is where it was built before. build/ and *.egg-info: `pip install .`

@@ -295,7 +295,8 @@ def test_a_killed_extension_leaves_no_stale_results(tmp_path):
     out = tmp_path / "run"
     assert main(["md", "nve", "--reference", "emt:Cu", *TINY, "--out", str(out)]) == 0
     assert json.loads((out / res.RESULTS_FILE).read_text())["steps_done"] == 30
-    longer = [a if a != "20" else "600" for a in TINY]  # --steps 20 -> 600
+    # --steps 20 -> 3000: long enough that the kill lands mid-run even on a loaded machine
+    longer = [a if a != "20" else "3000" for a in TINY]
     proc = subprocess.Popen([MDVAL, "md", "nve", "--reference", "emt:Cu", *longer, "--out", str(out)],
                             stdout=subprocess.DEVNULL)
 
@@ -307,19 +308,19 @@ def test_a_killed_extension_leaves_no_stale_results(tmp_path):
 
     try:
         deadline = time.time() + 60
-        while checkpoint_step() < 100 and proc.poll() is None and time.time() < deadline:
+        while checkpoint_step() < 40 and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
-    assert 100 <= checkpoint_step() < 610, "the extension finished before it could be killed"
+    assert 40 <= checkpoint_step() < 3010, "the extension finished before it could be killed"
     assert not (out / res.RESULTS_FILE).exists()  # not the "completed" results of the 30-step run
     report = ["report", "energy-conservation", "--runs", str(out), "--max-drift", "1000", "--out", str(tmp_path / "r")]
     assert main(report) == 2  # the gate cannot pass a run that did not finish
     assert main(["md", "nve", "--reference", "emt:Cu", *longer, "--out", str(out)]) == 0
     saved = json.loads((out / res.RESULTS_FILE).read_text())
-    assert saved["status"] == "completed" and saved["steps_done"] == 610
-    assert res.read_thermo(out / res.THERMO_FILE)["step"].tolist() == list(range(0, 611, 5))
+    assert saved["status"] == "completed" and saved["steps_done"] == 3010
+    assert res.read_thermo(out / res.THERMO_FILE)["step"].tolist() == list(range(0, 3011, 5))
 
 
 def test_a_cut_trajectory_frame_costs_that_frame_only(tmp_path):
@@ -361,7 +362,7 @@ def test_a_restart_file_cut_by_a_kill_is_passed_over(tmp_path):
 
 def test_two_runs_never_share_a_folder(tmp_path, capsys):
     out = tmp_path / "run"
-    identity = run_folder.identity(cu32(), res.Potential("emt:Cu"), tiny_nve(), "ase")
+    identity = run_folder.identity(cu32(), res.Potential.resolve("emt:Cu"), tiny_nve(), "ase")
     with run_folder.claim(out, identity, resume=True):  # as a run in another process would
         assert main(["md", "nve", "--reference", "emt:Cu", *TINY, "--out", str(out)]) == 2
     assert capsys.readouterr().err == (f"mdval: error: {out} is in use by another mdval run (PID {os.getpid()}); "

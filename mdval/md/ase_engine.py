@@ -44,18 +44,16 @@ _DYN_STATE = ("_thermostat", "_barostat", "_eps", "_p_eps", "_volume0", "_cell0"
 
 
 def ase_calculator(potential: res.Potential, *, device: str = "cpu", threads: int | None = None):
-    """The ASE calculator for a potential spec: an mdval model file, ``emt:El`` or ``lammps:PRESET``."""
-    spec = potential.spec
-    if potential.is_model:
+    """The ASE calculator of a potential: mdval's for a model file, EMT or the LAMMPS preset otherwise."""
+    if potential.kind == "model":
         from mdval.deploy.calculator import Calculator
 
-        return Calculator(spec, device=device, threads=threads)
-    from mdval.data.teachers import make_teacher
+        return Calculator(str(potential.path), device=device, threads=threads)
+    from mdval.data.teachers import emt_calculator, lammps_calculator, lammps_preset
 
-    if spec.startswith("emt"):
-        element = spec.split(":", 1)[1] if ":" in spec else None
-        return make_teacher("emt", element=element)[0]
-    return make_teacher(spec)[0]
+    if potential.kind == "emt":
+        return emt_calculator(potential.element or "Cu")
+    return lammps_calculator(lammps_preset(potential.preset))
 
 
 def _make_dynamics(atoms, settings: ProtocolSettings, phase: str, rng):
@@ -121,14 +119,14 @@ def run_ase(atoms, potential, settings: ProtocolSettings, output_dir, *, calcula
             device: str = "cpu", threads: int | None = None, provenance_extra: dict | None = None) -> RunResult:
     """Run one protocol in ASE and return its :class:`RunResult` (never raises on an MD failure).
 
-    ``potential`` is a spec string or :class:`~mdval.md.results.Potential` (model path, ``emt:Cu``,
-    ``lammps:Cu_u3.eam``); ``calculator`` overrides the calculator built from it (any ASE
+    ``potential`` is a :class:`~mdval.md.results.Potential` or a spec it resolves (model path,
+    ``emt:Cu``, ``lammps:Cu_u3.eam``); ``calculator`` overrides the calculator built from it (any ASE
     calculator). ``atoms`` is the starting structure (not modified). With ``resume`` the run
     continues from the checkpoint in ``output_dir`` if there is one, and raises
     :class:`~mdval.md.run_folder.RunFolderError` if the folder holds another run; without it
     the folder's run files are deleted and the run starts afresh.
     """
-    potential = potential if isinstance(potential, res.Potential) else res.Potential(str(potential))
+    potential = res.Potential.resolve(potential)
     out = Path(output_dir)
     atoms = atoms.copy()
     # built first, so that a bad model file fails before the folder is touched
@@ -241,25 +239,5 @@ def _run(atoms, potential: res.Potential, settings: ProtocolSettings, out: Path,
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             failure = Failure("engine_error", f"{type(exc).__name__}: {message} near step {step} ({time_ps:.4g} ps)",
                               step, time_ps)
-    return finish(out, settings, potential, "ase", len(atoms), failure, step,
-                  {"resumed_from_step": resumed_from, **provenance_extra})
-
-
-def finish(out: Path, settings: ProtocolSettings, potential: res.Potential, engine: str, n_atoms: int,
-           failure: Failure | None, step: int, extra: dict) -> RunResult:
-    """Analyse the files in ``out`` and write ``results.json``; shared by both engines."""
-    thermo = res.read_thermo(out / res.THERMO_FILE)
-    frames = res.read_trajectory(out / res.TRAJECTORY_FILE)
-    try:
-        observables = res.analyse(settings, thermo, frames, n_atoms)
-    except Exception as exc:  # e.g. too few samples of a run that failed early
-        observables = {"analysis_error": f"{type(exc).__name__}: {exc}"}
-    result = RunResult(
-        status="failed" if failure else "completed", protocol=settings.kind, engine=engine, output_dir=str(out),
-        steps_done=int(step), reason=failure.reason if failure else None,
-        detector=failure.detector if failure else None,
-        time_to_failure_ps=failure.time_ps if failure else None, observables=observables,
-        provenance=res.provenance(potential, engine, settings, extra), settings=settings.as_dict(),
-        files={"thermo": res.THERMO_FILE, "trajectory": res.TRAJECTORY_FILE, "results": res.RESULTS_FILE})
-    res.write_json_atomic(out / res.RESULTS_FILE, result.as_dict())
-    return result
+    return res.finish(out, settings, potential, "ase", len(atoms), failure, step,
+                      {"resumed_from_step": resumed_from, **provenance_extra})

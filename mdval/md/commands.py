@@ -98,17 +98,17 @@ def run_md_command(args) -> int:
     values["limits"] = StabilityLimits(temperature_limit_factor=args.temperature_limit_factor,
                                        min_distance_A=args.min_distance_A, max_volume_change=args.max_volume_change)
     settings = make_settings(args.protocol, **values)
-    spec = args.model or args.reference
+    potential = Potential.resolve(args.model or args.reference)
     atoms = build_system(args.lattice, args.element, args.a_A, args.supercell)
-    out = Path(args.out or f"runs/md/{Potential(spec).label.replace(':', '-')}-{args.protocol}-{args.engine}")
+    out = Path(args.out or f"runs/md/{potential.label.replace(':', '-')}-{args.protocol}-{args.engine}")
     if args.engine == "ase":
         from mdval.md.ase_engine import run_ase
 
-        result = run_ase(atoms, spec, settings, out, resume=not args.overwrite, device=args.device)
+        result = run_ase(atoms, potential, settings, out, resume=not args.overwrite, device=args.device)
     else:
         from mdval.md.lammps_engine import run_lammps
 
-        result = run_lammps(atoms, spec, settings, out, np=args.np, resume=not args.overwrite)
+        result = run_lammps(atoms, potential, settings, out, np=args.np, resume=not args.overwrite)
     brief = {k: v for k, v in result.observables.items() if k not in ("rdf",)}
     brief.get("density", {}).pop("series_g_cm3", None)
     print(json.dumps({"status": result.status, "reason": result.reason, "time_to_failure_ps": result.time_to_failure_ps,
@@ -117,7 +117,8 @@ def run_md_command(args) -> int:
 
 
 def run_workflow_command(args) -> int:
-    from mdval.md.workflow import load_workflow, run_workflow
+    from mdval.md.matrix import run_workflow
+    from mdval.md.workflow import load_workflow
 
     summary = run_workflow(load_workflow(args.workflow), resume=not args.overwrite)
     failed = [r for r in summary["runs"] if r["status"] != "completed"]

@@ -44,7 +44,6 @@ from string import Template
 from mdval import fileio, resources
 from mdval.md import guard, run_folder
 from mdval.md import results as res
-from mdval.md.ase_engine import finish
 from mdval.md.protocols import ProtocolSettings, RunResult
 from mdval.md.stability import Failure
 
@@ -70,12 +69,12 @@ def executable(name: str) -> str:
 
 def pair_lines(potential: res.Potential, elements: list[str]) -> list[str]:
     """``pair_style``/``pair_coeff`` lines: ``taafs`` for a model file, the preset's lines otherwise."""
-    if potential.is_model:
-        return ["pair_style      taafs", f"pair_coeff      * * {Path(potential.spec).resolve()} {' '.join(elements)}"]
-    if potential.spec.startswith("lammps:"):
+    if potential.kind == "model":
+        return ["pair_style      taafs", f"pair_coeff      * * {potential.path} {' '.join(elements)}"]
+    if potential.kind == "lammps":
         from mdval.data.teachers import lammps_preset
 
-        preset = lammps_preset(potential.spec.split(":", 1)[1])
+        preset = lammps_preset(potential.preset)
         if list(preset.elements) != list(elements):
             raise ValueError(f"{preset.name} describes elements {list(preset.elements)}, the structure has {elements}")
         return preset.commands()
@@ -243,13 +242,11 @@ def run_lammps(atoms, potential, settings: ProtocolSettings, output_dir, *, np: 
     :class:`~mdval.md.run_folder.RunFolderError` if the folder holds another run; without it the
     folder's run files are deleted and the run starts afresh.
     """
-    potential = potential if isinstance(potential, res.Potential) else res.Potential(str(potential))
+    potential = res.Potential.resolve(potential)
     out = Path(output_dir)
     elements = sorted(set(atoms.get_chemical_symbols()))
     if potential.is_model:
-        from mdval.deploy.model_file import read_metadata
-
-        elements = [e for e in read_metadata(potential.spec)["type_names"] if e in elements] or elements
+        elements = [e for e in potential.type_names if e in elements] or elements
     pair_lines(potential, elements)  # a potential LAMMPS cannot run fails here, before the folder is touched
     with run_folder.claim(out, run_folder.identity(atoms, potential, settings, "lammps"), resume=resume):
         segment = _next_segment(out, atoms, potential, settings, elements, lost)
@@ -267,8 +264,8 @@ def run_lammps(atoms, potential, settings: ProtocolSettings, output_dir, *, np: 
         extra = {"resumed_from_step": segment["resumed_from"], "mpi_ranks": np, "command": " ".join(command[-8:]),
                  "input": f"in.{segment['number']}.lammps", **(provenance_extra or {})}
         last_step = rows[-1]["step"] if rows else segment["start_step"]
-        return finish(out, settings, potential, "lammps", len(atoms), failure,
-                      failure.step if failure else last_step, extra)
+        return res.finish(out, settings, potential, "lammps", len(atoms), failure,
+                          failure.step if failure else last_step, extra)
 
 
 def _next_segment(out: Path, atoms, potential: res.Potential, settings: ProtocolSettings, elements: list[str],

@@ -1,5 +1,5 @@
-"""What both MD engines share: the potential spec, the thermo table, provenance, atomic writes, and
-the analysis of a finished (or failed) run into observables.
+"""What both MD engines share: the resolved potential, the thermo table, provenance, atomic writes,
+and the analysis of a finished (or failed) run into observables and ``results.json`` (:func:`finish`).
 
 Thermo table columns (CSV ``thermo.csv``, one row per ``sample_interval`` steps):
 
@@ -34,38 +34,88 @@ import numpy as np
 
 from mdval import fileio
 from mdval.md import observables as obs
+from mdval.md.protocols import ProtocolSettings, RunResult
+from mdval.md.stability import Failure
 
 THERMO_COLUMNS: tuple[str, ...] = ("step", "time_ps", "phase", "epot_eV", "ekin_eV", "etot_eV", "temperature_K",
                                    "pressure_bar", "volume_A3", "density_g_cm3")
 THERMO_FILE = "thermo.csv"
 TRAJECTORY_FILE = "trajectory.extxyz"
 RESULTS_FILE = "results.json"
+#: the accepted forms of a potential spec, for error messages
+FORMS = "a model file (models/cu/tanh-adam.pt), emt:ELEMENT (e.g. emt:Cu) or lammps:PRESET (e.g. lammps:Cu_u3.eam)"
 
 
 @dataclass(frozen=True)
 class Potential:
-    """What the atoms interact with: an mdval model file, or a reference potential.
+    """What the atoms interact with, decided once from its spec by :meth:`resolve`.
 
-    ``spec`` forms: a path to a ``.pt`` model file; ``"emt:Cu"`` (ASE EMT, ASE engine only);
-    ``"lammps:Cu_u3.eam"`` (a preset of mdval.data.teachers.lammps_preset, both engines).
+    ``kind`` is ``"model"`` (an mdval model file: ``path``, ``metadata``, ``sha256``),
+    ``"emt"`` (ASE's EMT for ``element``, ASE engine only) or ``"lammps"`` (``preset`` of
+    mdval.data.teachers.lammps_preset, both engines). ``spec`` is the text it was given; a model's
+    ``path`` is absolute with links resolved, its ``label`` the stem of the name it was given.
     """
 
+    kind: str
     spec: str
+    path: Path | None = None
+    metadata: dict | None = None
+    sha256: str | None = None
+    element: str | None = None
+    preset: str | None = None
+
+    @classmethod
+    def resolve(cls, spec) -> Potential:
+        """The potential ``spec`` names; a :class:`Potential` is returned as it is.
+
+        ``emt`` / ``emt:El`` and ``lammps:PRESET`` are references; anything else is a model file
+        path (so ``emt_fit.pt`` is a model). Raises ValueError (FileNotFoundError for a missing
+        file) with one line naming the spec and the accepted forms.
+        """
+        if isinstance(spec, Potential):
+            return spec
+        text = str(spec)
+        if text == "emt" or text.startswith("emt:"):
+            from mdval.data.teachers import EMT_ELEMENTS
+
+            element = text.split(":", 1)[1] if ":" in text else None
+            if element is not None and element not in EMT_ELEMENTS:
+                raise ValueError(f"potential '{text}': EMT has no parameters for '{element}'; "
+                                 f"use emt:ELEMENT with one of {', '.join(EMT_ELEMENTS)}")
+            return cls("emt", text, element=element)
+        if text.startswith("lammps:"):
+            from mdval.data.teachers import lammps_preset
+
+            try:
+                lammps_preset(text.split(":", 1)[1])
+            except ValueError as exc:
+                raise ValueError(f"potential '{text}': {exc}") from None
+            return cls("lammps", text, preset=text.split(":", 1)[1])
+        path = Path(text)
+        if not path.is_file() and path.suffix != ".pt":
+            raise ValueError(f"unknown potential '{text}': no such file; give {FORMS}")
+        from mdval.deploy.model_file import read_metadata
+
+        return cls("model", text, path=path.resolve(), metadata=read_metadata(path), sha256=sha256_file(path))
 
     @property
     def is_model(self) -> bool:
-        return not (self.spec.startswith("emt") or self.spec.startswith("lammps:"))
+        return self.kind == "model"
 
     @property
     def label(self) -> str:
+        """The run folder name: the model file's stem, or the reference spec."""
         return Path(self.spec).stem if self.is_model else self.spec
+
+    @property
+    def type_names(self) -> list[str] | None:
+        """The model's element map (LAMMPS type order); None for a reference."""
+        return list(self.metadata["type_names"]) if self.is_model else None
 
     def describe(self) -> dict:
         if self.is_model:
-            from mdval.deploy.model_file import read_metadata
-
-            meta = read_metadata(self.spec)
-            return {"kind": "model", "path": str(Path(self.spec).resolve()), "sha256": sha256_file(self.spec),
+            meta = self.metadata
+            return {"kind": "model", "path": str(self.path), "sha256": self.sha256,
                     "activation": meta.get("activation"), "optimizer": meta.get("optimizer"),
                     "architecture": meta.get("architecture"), "compute_dtype": meta.get("compute_dtype"),
                     "cutoff_A": meta.get("cutoff"), "type_names": meta.get("type_names")}
@@ -98,15 +148,13 @@ def provenance(potential: Potential, engine: str, settings, extra: dict | None =
             **(extra or {})}
 
 
-
-
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, (np.floating, float)):
         v = float(value)
         return v if np.isfinite(v) else None
@@ -117,7 +165,7 @@ def _jsonable(value):
 
 def write_json_atomic(path, data: dict) -> None:
     """Write ``data`` as JSON atomically, numpy values as plain numbers and non-finite floats as null."""
-    fileio.write_json(path, _jsonable(data))
+    fileio.write_json(path, jsonable(data))
 
 
 def thermo_csv(rows: list[dict]) -> str:
@@ -211,6 +259,26 @@ def analyse(settings, thermo: dict, frames: list, n_atoms: int) -> dict:
         out["first_peak"] = {"total": obs.first_peak(g.r_A, g.total),
                              **{k: obs.first_peak(g.r_A, v) for k, v in g.partial.items()}}
     return out
+
+
+def finish(out: Path, settings: ProtocolSettings, potential: Potential, engine: str, n_atoms: int,
+           failure: Failure | None, step: int, extra: dict) -> RunResult:
+    """Analyse the files in ``out`` and write ``results.json``; shared by both engines."""
+    thermo = read_thermo(out / THERMO_FILE)
+    frames = read_trajectory(out / TRAJECTORY_FILE)
+    try:
+        observables = analyse(settings, thermo, frames, n_atoms)
+    except Exception as exc:  # e.g. too few samples of a run that failed early
+        observables = {"analysis_error": f"{type(exc).__name__}: {exc}"}
+    result = RunResult(
+        status="failed" if failure else "completed", protocol=settings.kind, engine=engine, output_dir=str(out),
+        steps_done=int(step), reason=failure.reason if failure else None,
+        detector=failure.detector if failure else None,
+        time_to_failure_ps=failure.time_ps if failure else None, observables=observables,
+        provenance=provenance(potential, engine, settings, extra), settings=settings.as_dict(),
+        files={"thermo": THERMO_FILE, "trajectory": TRAJECTORY_FILE, "results": RESULTS_FILE})
+    write_json_atomic(out / RESULTS_FILE, result.as_dict())
+    return result
 
 
 def compare_to_reference(observables: dict, reference: dict) -> dict:

@@ -46,10 +46,7 @@ class RunFolderError(ValueError):
 def identity(atoms, potential: res.Potential, settings, engine: str) -> dict:
     """What makes a run this run (see the module docstring); plain JSON types."""
     if potential.is_model:
-        path = Path(potential.spec)
-        if not path.is_file():
-            raise FileNotFoundError(f"model file not found: {path}; check the path (exported models end in .pt)")
-        who = {"model": str(path.resolve()), "sha256": res.sha256_file(path)}
+        who = {"model": str(potential.path), "sha256": potential.sha256}
     else:
         who = {"reference": potential.spec}
     positions = np.round(atoms.get_positions(), 6) + 0.0  # + 0.0 turns -0.0 into 0.0

@@ -28,15 +28,15 @@ Example (workflows/cu_emt.toml)::
     kind = "nve"                           # nve | nvt | npt, plus any setting of that protocol
     steps = 2000
 
-For every engine and protocol the reference runs first, then every model; each run writes its
-own directory ``<output_dir>/<engine>/<protocol>/<label>/`` and results JSON, and each model's
-observables are compared with the reference of the same engine and with the first engine's
-reference (RDF error, density relative error). ``summary.json`` collects everything.
+The runs of a workflow (mdval/md/matrix.py): for every engine and protocol the reference runs
+first, then every model; each run writes its own directory
+``<output_dir>/<engine>/<protocol>/<label>/`` and results JSON, and each model's observables are
+compared with the reference of the same engine and with the first engine's reference (RDF error,
+density relative error). ``summary.json`` collects everything.
 
 Every mistake in a spec is one line naming the file, the table and the key: an unknown key (with
-the valid ones), a bad value, or a model pattern that matches no file. Before a batch resumes,
-every run folder is checked (mdval/md/run_folder.py): one that holds another run stops the batch
-before anything runs.
+the valid ones), a bad value, or a model pattern that matches no file. Every potential is resolved
+(:meth:`mdval.md.results.Potential.resolve`) when the spec is loaded.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ import tomllib
 
 from mdval.argtypes import element_problem
 from mdval.md import results as res
-from mdval.md import run_folder
 from mdval.md.protocols import PROTOCOLS, SETTINGS_CLASSES, is_integer, is_number, make_settings
 from mdval.md.stability import StabilityLimits
 
@@ -73,9 +72,15 @@ class Workflow:
     np: int = 1
     source: str = ""
     raw: dict = field(default_factory=dict)
+    #: every spec of ``models`` and ``reference``, resolved once (by :func:`load_workflow`)
+    potentials: dict = field(default_factory=dict)
 
     def build_atoms(self):
         return build_system(**self.system)
+
+    def potential(self, spec: str) -> res.Potential:
+        """The resolved potential of a spec of this workflow (a model file or a reference)."""
+        return self.potentials[spec]
 
 
 def build_system(lattice: str = "fcc", element: str = "Cu", a_A: float = 3.61, supercell=(3, 3, 3),
@@ -139,20 +144,28 @@ def load_workflow(path) -> Workflow:
         if not isinstance(reference.get(engine), str):
             raise ValueError(f"{path}: [reference] needs an entry for engine '{engine}', e.g. "
                              f"{engine} = \"{'emt:Cu' if engine == 'ase' else 'lammps:Cu_u3.eam'}\"")
+    potentials = {}
+    for engine in engines:
+        try:
+            potentials[reference[engine]] = res.Potential.resolve(reference[engine])
+        except ValueError as exc:
+            raise ValueError(f"[reference] {engine} of {path}: {exc}") from None
     system = raw.get("system", {})
     _check_keys(system, tuple(inspect.signature(build_system).parameters), "[system]", path)
     try:
         build_system(**system)
     except ValueError as exc:
         raise ValueError(f"[system] of {path}: {exc}") from None
+    models = _models(raw.get("models", []), path)
     return Workflow(name=raw.get("name", path.stem), output_dir=Path(raw.get("output_dir", f"runs/md/{path.stem}")),
-                    engines=list(engines), models=_models(raw.get("models", []), path), system=system,
-                    reference=reference, protocols=_protocols(raw, path), np=raw.get("np", 1), source=str(path),
-                    raw=raw)
+                    engines=list(engines), models=list(models), system=system, reference=reference,
+                    protocols=_protocols(raw, path), np=raw.get("np", 1), source=str(path), raw=raw,
+                    potentials={**potentials, **models})
 
 
-def _models(patterns, path: Path) -> list[str]:
-    """Model files matched by ``patterns``, each tried from the current folder, then from the spec's."""
+def _models(patterns, path: Path) -> dict[str, res.Potential]:
+    """Model files matched by ``patterns`` (each tried from the current folder, then from the
+    spec's), resolved, by path as matched."""
     if not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
         raise ValueError(f"models in {path} must be a list of paths or globs, e.g. models = [\"models/cu/*.pt\"], "
                          f"got {patterns!r}")
@@ -164,13 +177,14 @@ def _models(patterns, path: Path) -> list[str]:
             raise FileNotFoundError(f"models entry {pattern!r} in {path} matches no file, neither in {Path.cwd()} "
                                     f"nor in {path.parent.resolve()}; fix the path or remove it from models")
         models += [m for m in matches if m not in models]
+    resolved = {model: res.Potential.resolve(model) for model in models}
     labels: dict[str, str] = {}
-    for model in models:
-        other = labels.setdefault(res.Potential(model).label, model)
+    for model, potential in resolved.items():
+        other = labels.setdefault(potential.label, model)
         if other != model:
             raise ValueError(f"models {other} and {model} in {path} would share the run folder "
-                             f"{res.Potential(model).label}; give the files different names")
-    return models
+                             f"{potential.label}; give the files different names")
+    return resolved
 
 
 def _protocols(raw: dict, path: Path) -> list:
@@ -199,82 +213,3 @@ def _protocols(raw: dict, path: Path) -> list:
     if not protocols:
         raise ValueError(f"{path}: no [[protocol]] entries; add at least one, e.g. [[protocol]] kind = \"nve\"")
     return protocols
-
-
-def run_one(engine: str, atoms, potential: str, settings, output_dir, *, np: int = 1, resume: bool = True):
-    """One protocol run on one engine; returns its RunResult."""
-    if engine == "ase":
-        from mdval.md.ase_engine import run_ase
-
-        return run_ase(atoms, potential, settings, output_dir, resume=resume)
-    from mdval.md.lammps_engine import run_lammps
-
-    return run_lammps(atoms, potential, settings, output_dir, np=np, resume=resume)
-
-
-def runs(workflow: Workflow) -> list[tuple]:
-    """Every run of ``workflow`` as (engine, settings, role, potential spec, folder); for each engine
-    and protocol the reference comes first, then the models."""
-    found = []
-    for engine in workflow.engines:
-        for settings in workflow.protocols:
-            base = workflow.output_dir / engine / settings.kind
-            found.append((engine, settings, "reference", workflow.reference[engine], base / "reference"))
-            found += [(engine, settings, "model", m, base / res.Potential(m).label) for m in workflow.models]
-    return found
-
-
-def stale_run_folders(workflow: Workflow) -> dict[Path, str]:
-    """The run folders of ``workflow`` that hold another run than the spec asks for now (a model
-    file was retrained, a setting or the system was edited), each with what differs.
-
-    A workflow owns the folders under its ``output_dir``: such a run is out of date, and the
-    workflow runs it afresh (saying so) instead of splicing or refusing; ``mdval md --out`` into a
-    folder of another run refuses instead (the folder was named by hand)."""
-    atoms = workflow.build_atoms()
-    stale = {}
-    for engine, settings, _, spec, folder in runs(workflow):
-        why = run_folder.problem(folder, run_folder.identity(atoms, res.Potential(spec), settings, engine))
-        if why:
-            stale[Path(folder)] = why
-    return stale
-
-
-def run_workflow(workflow: Workflow, *, resume: bool = True, log=print) -> dict:
-    """Run every (engine, protocol, potential) of a workflow; returns and writes ``summary.json``.
-
-    With ``resume`` runs go on from where they stopped (finished ones are only analysed again)
-    and a folder that holds an out-of-date run (:func:`stale_run_folders`) starts afresh; without
-    it every run starts afresh."""
-    stale = stale_run_folders(workflow) if resume else {}
-    for why in stale.values():
-        log(f"{why}: out of date, running it afresh")
-    atoms = workflow.build_atoms()
-    summary = {"name": workflow.name, "source": workflow.source, "models": workflow.models,
-               "reference": workflow.reference, "engines": workflow.engines, "runs": []}
-    first_reference: dict = {}
-    reference: dict = {}
-    for engine, settings, role, spec, folder in runs(workflow):
-        log(f"[{engine} {settings.kind}] {role} {spec}")
-        result = run_one(engine, atoms, spec, settings, folder, np=workflow.np,
-                         resume=resume and Path(folder) not in stale)
-        if role == "reference":
-            reference[engine, settings.kind] = result
-            first_reference.setdefault(settings.kind, result)
-        summary["runs"].append(_entry(result, spec, role, reference[engine, settings.kind] if role == "model" else None,
-                                      first_reference[settings.kind]))
-    res.write_json_atomic(workflow.output_dir / "summary.json", summary)
-    return summary
-
-
-def _entry(result, spec: str, role: str, reference, first_reference) -> dict:
-    entry = {"role": role, "potential": spec, "engine": result.engine, "protocol": result.protocol,
-             "status": result.status, "reason": result.reason, "time_to_failure_ps": result.time_to_failure_ps,
-             "output_dir": result.output_dir,
-             "summary": {k: v for k, v in result.observables.items() if k not in ("rdf",)}}
-    if reference is not None and result.ok and reference.ok:
-        entry["vs_reference"] = res.compare_to_reference(result.observables, reference.observables)
-    if first_reference is not None and first_reference is not reference and first_reference is not result \
-            and result.ok and first_reference.ok:
-        entry["vs_first_engine_reference"] = res.compare_to_reference(result.observables, first_reference.observables)
-    return entry

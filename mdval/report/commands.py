@@ -118,18 +118,18 @@ def _make_runs(args, ec, out: Path):
     from mdval.md.workflow import build_system
 
     atoms = read(args.structure) if args.structure else build_system("fcc", "Cu", 3.61, args.supercell)
-    spec = args.model or args.reference
-    stem = Potential(spec).label.replace(":", "-")
-    jobs = []  # (label, spec, dt)
+    potential = Potential.resolve(args.model or args.reference)
+    stem = potential.label.replace(":", "-")
+    jobs = []  # (label, Potential, dt)
     for dt in args.timesteps_fs:
-        jobs.append((f"{stem} dt={dt:g}fs", spec, dt))
+        jobs.append((f"{stem} dt={dt:g}fs", potential, dt))
     ab = None
     if args.precision_ab:
         if not args.model:
             raise ValueError("--precision-ab needs --model (a float64 model file)")
         f32 = ec.float32_variant(args.model, out / "models" / f"{stem}-float32.pt")
         dt = args.timesteps_fs[0]
-        jobs.append((f"{stem} float32 dt={dt:g}fs", str(f32), dt))
+        jobs.append((f"{stem} float32 dt={dt:g}fs", Potential.resolve(f32), dt))
         ab = (jobs[0][0], jobs[-1][0])
     records = []
     for label, potential, dt in jobs:

@@ -1,11 +1,8 @@
 """``mdval compare WORKFLOW``: models × protocols × engines against the reference, one report.
 
-The matrix comes from a workflow spec (mdval/md/workflow.py; e.g. workflows/cu_demo.toml). Every
-(engine, protocol, potential) run is independent, so they run ``jobs`` at a time in worker
-processes (one torch thread each; a LAMMPS run uses ``np`` MPI ranks), with a progress bar. A
-finished run (``results.json`` + ``timing.json`` in its folder) is reused unless ``resume`` is
-off. Each model also gets a single-point parity check, ASE (mdval.Calculator) against LAMMPS
-(``pair_style taafs`` through the ``lammps`` Python module), on a rattled copy of the structure.
+The matrix comes from a workflow spec (mdval/md/workflow.py; e.g. workflows/cu_demo.toml) and
+runs in :func:`mdval.md.matrix.run_matrix` (worker processes, the cache of finished runs, the
+ASE/LAMMPS parity check); this module only reads its results and renders them.
 
 Comparisons use the estimators of mdval.md (``compare_to_reference``: RDF error
 100·∫|g − g_ref|dr/∫|g_ref − 1|dr and density relative error against the reference run of the
@@ -46,9 +43,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -59,128 +54,24 @@ from mdval.report import plots
 from mdval.report.html import fmt, text_table, write_documents
 
 SCHEMA_ID = "mdval.report.compare/1"
-TIMING_FILE = "timing.json"
 TABLE_HEADER = ("model", "engine", "activation", "optimizer", "params", "E RMSE (meV/at)", "F RMSE (eV/Å)",
                 "drift (meV/at/ps)", "RMS fluct. (meV/at)", "RDF err (%)", "ρ err (%)", "stability",
                 "ms/step")
 
 
-# ---------------------------------------------------------------------------- running
-def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    os.environ["OMP_NUM_THREADS"] = "1"  # for lmp started from this worker
-
-
-def _run_task(task: dict) -> dict:
-    """One MD run (in a worker process); returns the RunResult dict, wall time and step count."""
-    from mdval.md.workflow import build_system, run_one
-
-    out = Path(task["out"])
-    timing = out / TIMING_FILE
-    # With resume, run_compare has checked that the folder holds this same run (model, system,
-    # settings but steps), else resume is off: a finished run of the same length is reused.
-    if task["resume"] and timing.exists() and (out / res.RESULTS_FILE).exists():
-        cached = json.loads((out / res.RESULTS_FILE).read_text())
-        if json.loads(json.dumps(res._jsonable(task["settings"].as_dict()))) == cached.get("settings"):
-            return {**task, "result": cached, **json.loads(timing.read_text()), "cached": True}
-    if timing.exists():
-        timing.unlink()
-    t0 = time.perf_counter()
-    result = run_one(task["engine"], build_system(**task["system"]), task["potential"], task["settings"], out,
-                     np=task["np"], resume=False)
-    wall = time.perf_counter() - t0
-    record = {"wall_s": wall, "steps": int(result.steps_done) or task["settings"].total_steps}
-    res.write_json_atomic(timing, record)
-    return {**task, "result": result.as_dict(), **record, "cached": False}
-
-
-def _parity_task(task: dict) -> dict:
-    """ASE against LAMMPS single point for one model (in a worker process)."""
-    from mdval.md.workflow import build_system
-
-    out = {"kind": "parity", "label": task["label"], "error": None, "energy_abs_diff_eV": None,
-           "force_max_abs_diff_eV_per_A": None, "stress_max_abs_diff_eV_per_A3": None}
-    try:
-        from ase.calculators.lammpslib import LAMMPSlib
-
-        from mdval.data.teachers import load_lammps
-        from mdval.deploy.calculator import Calculator
-        atoms = build_system(**task["system"])
-        atoms.rattle(0.05, seed=7)
-        a, b = atoms.copy(), atoms.copy()
-        a.calc = Calculator(task["model"])
-        load_lammps()
-        elements = sorted(set(atoms.get_chemical_symbols()))
-        b.calc = LAMMPSlib(lmpcmds=["pair_style taafs",
-                                    f"pair_coeff * * {Path(task['model']).resolve()} {' '.join(elements)}"],
-                           atom_types={e: k + 1 for k, e in enumerate(elements)},
-                           lammps_header=["units metal", "atom_style atomic", "atom_modify map array sort 0 0"],
-                           log_file=None, keep_alive=False)
-        fa, fb = a.get_forces(), b.get_forces()
-        out.update(energy_ase_eV=float(a.get_potential_energy()), energy_lammps_eV=float(b.get_potential_energy()),
-                   ase_forces=fa.tolist(), lammps_forces=fb.tolist())
-        out["energy_abs_diff_eV"] = abs(out["energy_ase_eV"] - out["energy_lammps_eV"])
-        out["force_max_abs_diff_eV_per_A"] = float(np.abs(fa - fb).max())
-        out["stress_max_abs_diff_eV_per_A3"] = float(np.abs(a.get_stress() - b.get_stress()).max())
-    except Exception as exc:  # parity is a finding, not a crash
-        out["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    return out
-
-
-def plan(workflow, resume: bool = True) -> list[dict]:
-    """Every (engine, protocol, potential) run of ``workflow`` as a task dict."""
-    tasks = []
-    for engine in workflow.engines:
-        for settings in workflow.protocols:
-            base = workflow.output_dir / engine / settings.kind
-            specs = [("reference", workflow.reference[engine])] + [("model", m) for m in workflow.models]
-            for role, spec in specs:
-                label = "reference" if role == "reference" else res.Potential(spec).label
-                tasks.append({"kind": "md", "engine": engine, "protocol": settings.kind, "role": role,
-                              "potential": spec, "label": label, "settings": settings, "system": workflow.system,
-                              "out": str(base / label), "np": workflow.np, "resume": resume})
-    return tasks
-
-
-def execute(tasks: list[dict], *, jobs: int = 2, progress: bool = True) -> list[dict]:
-    """Run tasks ("md" or "parity") in ``jobs`` worker processes; results in task order."""
-    import multiprocessing
-
-    from tqdm import tqdm
-
-    results: list = [None] * len(tasks)
-    bar = tqdm(total=len(tasks), desc="compare", unit="run", disable=not progress, dynamic_ncols=True)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(jobs, 1), mp_context=ctx, initializer=_worker_init) as pool:
-        futures = {pool.submit(_run_task if t["kind"] == "md" else _parity_task, t): k for k, t in enumerate(tasks)}
-        for future in as_completed(futures):
-            k = futures[future]
-            results[k] = future.result()
-            t = tasks[k]
-            what = f"{t['engine']} {t['protocol']} {t['label']}" if t["kind"] == "md" else f"parity {t['label']}"
-            bar.set_postfix_str(what[:48])
-            bar.update(1)
-    bar.close()
-    return results
-
-
 # ---------------------------------------------------------------------------- analysis
-def model_info(path: str) -> dict:
-    """Activation, optimizer, parameter count and test RMSE of a model file (its model card next
-    to it, ``NAME.json``, wins for the metrics)."""
-    from mdval.deploy.model_file import read_metadata
-
-    meta = read_metadata(path)
+def model_info(potential: res.Potential) -> dict:
+    """Activation, optimizer, parameter count and test RMSE of a model (its model card next to the
+    file, ``NAME.json``, wins for the metrics)."""
+    meta = potential.metadata
     metrics = dict(meta.get("metrics") or {})
-    card = Path(path).with_suffix(".json")
+    card = Path(potential.spec).with_suffix(".json")
     if card.exists():
         try:
             metrics = json.loads(card.read_text()).get("metrics") or metrics
         except json.JSONDecodeError:
             pass
-    return {"label": Path(path).stem, "path": str(Path(path).resolve()), "sha256": res.sha256_file(path),
+    return {"label": potential.label, "path": str(potential.path), "sha256": potential.sha256,
             "activation": meta.get("activation"), "optimizer": meta.get("optimizer"),
             "n_parameters": meta.get("n_parameters"),
             "test_energy_rmse_meV_per_atom": metrics.get("energy_rmse_meV_per_atom"),
@@ -202,20 +93,11 @@ def short_activation(spec) -> str:
     return s
 
 
-def summarise(workflow, md: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Per-(potential, engine) results and the workflow-style run entries."""
-    from mdval.md.workflow import _entry
-
-    refs = {(t["engine"], t["protocol"]): RunResult(**t["result"]) for t in md if t["role"] == "reference"}
-    first_engine = workflow.engines[0]
-    entries, rows = [], {}
-    for t in md:
+def summarise(md: list[dict], entries: list[dict]) -> list[dict]:
+    """Per-(potential, engine) results of the md tasks and their run entries (mdval.md.matrix)."""
+    rows = {}
+    for t, entry in zip(md, entries):
         result = RunResult(**t["result"])
-        ref = refs.get((t["engine"], t["protocol"])) if t["role"] == "model" else None
-        first = refs.get((first_engine, t["protocol"])) if t["engine"] != first_engine else None
-        entry = _entry(result, t["potential"], t["role"], ref, first)
-        entry.update(label=t["label"], wall_s=t["wall_s"], steps=t["steps"])
-        entries.append(entry)
         row = rows.setdefault((t["label"], t["engine"]), {
             "label": t["label"], "role": t["role"], "engine": t["engine"], "drift_meV_per_atom_ps": None,
             "rms_fluctuation_meV_per_atom": None, "rdf_error_percent": None, "density_error_percent": None,
@@ -240,7 +122,7 @@ def summarise(workflow, md: list[dict]) -> tuple[list[dict], list[dict]]:
     for row in rows.values():
         row["cost_ms_per_step"] = float(np.median(row.pop("_cost"))) if row.get("_cost") else None
         out.append(row)
-    return out, entries
+    return out
 
 
 def table(models: list[dict], results: list[dict], references: dict | None = None) -> list[list[str]]:
@@ -388,117 +270,102 @@ def training_log(model_path: str) -> Path | None:
 
 
 # ---------------------------------------------------------------------------- report
-def run_compare(workflow_path, *, out_dir=None, jobs: int = 2, resume: bool = True, progress: bool = True,
-                parity: bool = True, log=print) -> dict:
-    """Run the matrix of ``workflow_path`` and write the report; returns the report dict."""
-    from mdval import __version__
-    from mdval.md.workflow import load_workflow, stale_run_folders
+class _Document:
+    """The blocks of the report (mdval.report.html.write_documents) and the figures among them."""
 
-    t_start = time.perf_counter()
-    wf = load_workflow(workflow_path)
-    out = Path(out_dir or f"reports/{wf.name}")
-    fig_dir = out / "figures"
-    tasks = plan(wf, resume)
-    stale = stale_run_folders(wf) if resume else {}
-    for task in tasks:
-        if Path(task["out"]) in stale:  # a retrained model or an edited spec: run it again
-            log(f"{stale[Path(task['out'])]}: out of date, running it afresh")
-            task["resume"] = False
-    if parity and "lammps" in wf.engines:
-        tasks += [{"kind": "parity", "label": res.Potential(m).label, "model": m, "system": wf.system}
-                  for m in wf.models]
-    log(f"{wf.name}: {len(wf.models)} model(s) + reference × {len(wf.protocols)} protocol(s) × "
-        f"{len(wf.engines)} engine(s) = {sum(t['kind'] == 'md' for t in tasks)} MD runs, {jobs} at a time")
-    done = execute(tasks, jobs=jobs, progress=progress)
-    md = [d for d in done if d["kind"] == "md"]
-    par = [d for d in done if d["kind"] == "parity"]
-    models = [model_info(m) for m in wf.models]
-    results, entries = summarise(wf, md)
-    rows = table(models, results, wf.reference)
-    res.write_json_atomic(wf.output_dir / "summary.json", {"name": wf.name, "source": wf.source, "models": wf.models,
-                                                           "reference": wf.reference, "engines": wf.engines,
-                                                           "runs": entries})
-    figures, blocks = [], []
+    def __init__(self):
+        self.blocks: list[tuple] = []
+        self.figures: list[str] = []
 
-    def fig(path, caption):
-        figures.append(str(path))
-        blocks.append(("img", str(path), caption))
+    def fig(self, path, caption: str) -> None:
+        self.figures.append(str(path))
+        self.blocks.append(("img", str(path), caption))
 
-    n_failed = sum(not r["stable"] for r in results)
-    blocks += [("p", f"Workflow {wf.source}: {len(wf.models)} models and the reference, protocols "
-                     f"{', '.join(s.kind.upper() for s in wf.protocols)}, engines {', '.join(wf.engines)}; "
-                     f"{len(md)} MD runs, {n_failed} potential/engine pair(s) with a failed run. Drift from NVE "
-                     "(meV/atom/ps), RDF error from NVT (100·∫|g−g_ref|dr/∫|g_ref−1|dr), density error from NPT, "
-                     f"both against the teacher {wf.reference[wf.engines[0]]} (the reference that labelled the "
-                     "training data; for another engine, its own reference is shown as a stand-in), cost = median wall time per MD step "
-                     "(one core, including start-up)."),
-               ("p", at_a_glance(results)), ("table", TABLE_HEADER, rows)]
-    by_kind = {s.kind: s for s in wf.protocols}
+
+def _nve_figure(doc: _Document, wf, md: list[dict], engine: str, fig_dir: Path) -> None:
+    series = []
+    for t in md:
+        if t["engine"] == engine and t["protocol"] == "nve":
+            p = plots.production(res.read_thermo(Path(t["out"]) / res.THERMO_FILE))
+            if p["t_ps"].size:
+                series.append({"label": f"reference ({wf.reference[engine]})" if t["role"] == "reference"
+                               else t["label"],
+                               "x": p["t_ps"], "y": (p["etot_eV"] - p["etot_eV"][0]) * 1000.0 / _n_atoms(wf),
+                               "reference": t["role"] == "reference",
+                               "failed": t["result"]["status"] != "completed"})
+    doc.fig(plots.overlay_plot(series, fig_dir / f"etot_{engine}.png", xlabel="time in NVE (ps)",
+                               ylabel="E_tot/N − E_tot(0)/N (meV/atom)", title=f"E_tot(t), {engine}"),
+            f"Total energy per atom in NVE ({engine}); × marks a run that failed.")
+
+
+def _nvt_figure(doc: _Document, wf, md: list[dict], results: list[dict], engine: str, fig_dir: Path) -> None:
+    ref, mods, secondary = None, [], None
+    err = {r["label"]: r["rdf_error_percent"] for r in results if r["engine"] == engine}
+    for t in md:
+        if t["protocol"] != "nvt" or (t["engine"] != engine and not (
+                t["role"] == "reference" and t["engine"] == wf.engines[0])):
+            continue
+        g = t["result"]["observables"].get("rdf")
+        if g:
+            if t["role"] == "reference":
+                entry = {"label": f"reference ({wf.reference[t['engine']]})", "r_A": g["r_A"], "g": g["total"]}
+                if t["engine"] == wf.engines[0]:
+                    ref = entry
+                else:
+                    secondary = entry
+            else:
+                mods.append({"label": t["label"], "r_A": g["r_A"], "g": g["total"],
+                             "error_percent": err.get(t["label"])})
+    temperature_K = {s.kind: s for s in wf.protocols}["nvt"].temperature_K
+    doc.fig(plots.rdf_plot(ref, mods, fig_dir / f"rdf_{engine}.png", secondary=secondary,
+                           title=f"g(r) at {temperature_K:g} K, {engine} (RDF error in brackets)"),
+            f"Top: g(r) of the models ({engine}) and of the teacher {wf.reference[wf.engines[0]]} "
+            f"(dashed){'; dotted: ' + wf.reference[engine] + ', this engine’s stand-in reference' if secondary else ''}. "
+            "Bottom: g(r) − g_ref(r) against the teacher.")
+
+
+def _npt_figure(doc: _Document, wf, md: list[dict], engine: str, fig_dir: Path) -> None:
+    series = []
+    for t in md:
+        teacher = t["role"] == "reference" and t["engine"] == wf.engines[0]
+        if t["protocol"] == "npt" and (t["engine"] == engine or teacher):
+            p = plots.production(res.read_thermo(Path(t["out"]) / res.THERMO_FILE))
+            if p["t_ps"].size:
+                role = t["role"] == "reference"
+                series.append({"label": f"reference ({wf.reference[t['engine']]})" if role else t["label"],
+                               "x": p["t_ps"], "y": p["density_g_cm3"], "reference": teacher,
+                               "secondary": role and not teacher,
+                               "failed": t["result"]["status"] != "completed"})
+    pressure_bar = {s.kind: s for s in wf.protocols}["npt"].pressure_bar
+    doc.fig(plots.overlay_plot(series, fig_dir / f"density_{engine}.png", xlabel="time in NPT (ps)",
+                               ylabel="ρ (g/cm³)", title=f"ρ(t) at {pressure_bar:g} bar, {engine}"),
+            f"Density in NPT ({engine}); dashed: the teacher {wf.reference[wf.engines[0]]}. The production half "
+            "is averaged (block averaging) for the table's error against the teacher.")
+
+
+def _md_blocks(doc: _Document, wf, md: list[dict], results: list[dict], fig_dir: Path) -> None:
+    """Per protocol and engine: E_tot(t) (NVE), g(r) (NVT) and ρ(t) (NPT) overlays."""
+    kinds = {s.kind for s in wf.protocols}
     headings = {"nve": "Energy conservation (NVE)", "nvt": "Structure (NVT g(r))", "npt": "Density (NPT)"}
-    for kind, engine in [(k, e) for k in ("nve", "nvt", "npt") if k in by_kind for e in wf.engines]:
-        ref_label = f"reference ({wf.reference[engine]})"
+    for kind, engine in [(k, e) for k in ("nve", "nvt", "npt") if k in kinds for e in wf.engines]:
         if engine == wf.engines[0]:
-            blocks.append(("h", headings[kind]))
+            doc.blocks.append(("h", headings[kind]))
         if kind == "nve":
-            series = []
-            for t in md:
-                if t["engine"] == engine and t["protocol"] == "nve":
-                    th = res.read_thermo(Path(t["out"]) / res.THERMO_FILE)
-                    p = plots.production(th)
-                    if p["t_ps"].size:
-                        n = _n_atoms(wf)
-                        series.append({"label": ref_label if t["role"] == "reference" else t["label"],
-                                       "x": p["t_ps"], "y": (p["etot_eV"] - p["etot_eV"][0]) * 1000.0 / n,
-                                       "reference": t["role"] == "reference",
-                                       "failed": t["result"]["status"] != "completed"})
-            fig(plots.overlay_plot(series, fig_dir / f"etot_{engine}.png", xlabel="time in NVE (ps)",
-                                   ylabel="E_tot/N − E_tot(0)/N (meV/atom)", title=f"E_tot(t), {engine}"),
-                f"Total energy per atom in NVE ({engine}); × marks a run that failed.")
-        if kind == "nvt":
-            ref, mods, secondary = None, [], None
-            err = {r["label"]: r["rdf_error_percent"] for r in results if r["engine"] == engine}
-            for t in md:
-                if t["protocol"] != "nvt" or (t["engine"] != engine and not (
-                        t["role"] == "reference" and t["engine"] == wf.engines[0])):
-                    continue
-                g = t["result"]["observables"].get("rdf")
-                if g:
-                    if t["role"] == "reference":
-                        entry = {"label": f"reference ({wf.reference[t['engine']]})", "r_A": g["r_A"], "g": g["total"]}
-                        if t["engine"] == wf.engines[0]:
-                            ref = entry
-                        else:
-                            secondary = entry
-                    else:
-                        mods.append({"label": t["label"], "r_A": g["r_A"], "g": g["total"], "error_percent": err.get(t["label"])})
-            fig(plots.rdf_plot(ref, mods, fig_dir / f"rdf_{engine}.png", secondary=secondary,
-                               title=f"g(r) at {by_kind['nvt'].temperature_K:g} K, {engine} (RDF error in brackets)"),
-                f"Top: g(r) of the models ({engine}) and of the teacher {wf.reference[wf.engines[0]]} "
-                f"(dashed){'; dotted: ' + wf.reference[engine] + ', this engine’s stand-in reference' if secondary else ''}. "
-                "Bottom: g(r) − g_ref(r) against the teacher.")
-        if kind == "npt":
-            series = []
-            for t in md:
-                teacher = t["role"] == "reference" and t["engine"] == wf.engines[0]
-                if t["protocol"] == "npt" and (t["engine"] == engine or teacher):
-                    th = res.read_thermo(Path(t["out"]) / res.THERMO_FILE)
-                    p = plots.production(th)
-                    if p["t_ps"].size:
-                        role = t["role"] == "reference"
-                        series.append({"label": f"reference ({wf.reference[t['engine']]})" if role else t["label"],
-                                       "x": p["t_ps"], "y": p["density_g_cm3"], "reference": teacher,
-                                       "secondary": role and not teacher,
-                                       "failed": t["result"]["status"] != "completed"})
-            fig(plots.overlay_plot(series, fig_dir / f"density_{engine}.png", xlabel="time in NPT (ps)",
-                                   ylabel="ρ (g/cm³)", title=f"ρ(t) at {by_kind['npt'].pressure_bar:g} bar, {engine}"),
-                f"Density in NPT ({engine}); dashed: the teacher {wf.reference[wf.engines[0]]}. The production half "
-                "is averaged (block averaging) for the table's error against the teacher.")
-    blocks.append(("h", "Learned activations"))
+            _nve_figure(doc, wf, md, engine, fig_dir)
+        elif kind == "nvt":
+            _nvt_figure(doc, wf, md, results, engine, fig_dir)
+        else:
+            _npt_figure(doc, wf, md, engine, fig_dir)
+
+
+def _training_blocks(doc: _Document, wf, fig_dir: Path) -> None:
+    """The learned activations of every model and the validation curves of their training logs."""
+    doc.blocks.append(("h", "Learned activations"))
     curves = []
     for m in wf.models:
         log_path = training_log(m)
         for path, caption in activation_figures(m, fig_dir, log_path):
-            fig(path, caption)
+            doc.fig(path, caption)
         if log_path is not None:
             recs = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln.strip()]
             recs = [r for r in recs if r.get("val")]
@@ -507,34 +374,68 @@ def run_compare(workflow_path, *, out_dir=None, jobs: int = 2, resume: bool = Tr
                                "time_s": [r.get("time_s", r["epoch"]) for r in recs],
                                "energy_rmse_meV_per_atom": [r["val"].get("energy_rmse_meV_per_atom") for r in recs],
                                "force_rmse_eV_per_A": [r["val"].get("force_rmse_eV_per_A") for r in recs]})
-    if not any(b[0] == "img" and "activation" in b[1] for b in blocks):
-        blocks.append(("p", "No model with a trainable activation (TAAFS or LAAF) in this workflow."))
-    blocks.append(("h", "Training curves"))
+    if not any(b[0] == "img" and "activation" in b[1] for b in doc.blocks):
+        doc.blocks.append(("p", "No model with a trainable activation (TAAFS or LAAF) in this workflow."))
+    doc.blocks.append(("h", "Training curves"))
     if curves:
-        fig(plots.training_plot(curves, fig_dir / "training.png"), "Validation RMSE against training wall time, one point per epoch (from each model's log; "
+        doc.fig(plots.training_plot(curves, fig_dir / "training.png"), "Validation RMSE against training wall time, one point per epoch (from each model's log; "
                 "every zoo model had the same time budget).")
     else:
-        blocks.append(("p", "No training log found next to the models (NAME.log.jsonl) or in their run folders."))
-    parity_rows = []
-    if par:
-        blocks.append(("h", "ASE against LAMMPS, single point"))
-        ok = [p for p in par if p["error"] is None]
-        if ok:
-            fig(plots.parity_engines_plot([{"label": p["label"], "ase_forces": p["ase_forces"],
+        doc.blocks.append(("p", "No training log found next to the models (NAME.log.jsonl) or in their run folders."))
+
+
+def _parity_blocks(doc: _Document, par: list[dict], fig_dir: Path) -> None:
+    if not par:
+        return
+    doc.blocks.append(("h", "ASE against LAMMPS, single point"))
+    ok = [p for p in par if p["error"] is None]
+    if ok:
+        doc.fig(plots.parity_engines_plot([{"label": p["label"], "ase_forces": p["ase_forces"],
                                             "lammps_forces": p["lammps_forces"]} for p in ok],
                                           fig_dir / "parity_engines.png"),
                 "Force components of a rattled structure from LAMMPS (pair_style taafs) against ASE (mdval.Calculator).")
-        parity_rows = [[p["label"], fmt(p["energy_abs_diff_eV"]), fmt(p["force_max_abs_diff_eV_per_A"]),
-                        fmt(p["stress_max_abs_diff_eV_per_A3"]), p["error"] or "ok"] for p in par]
-        blocks.append(("table", ("model", "|ΔE| (eV)", "max |ΔF| (eV/Å)", "max |Δσ| (eV/Å³)", "status"), parity_rows))
+    parity_rows = [[p["label"], fmt(p["energy_abs_diff_eV"]), fmt(p["force_max_abs_diff_eV_per_A"]),
+                    fmt(p["stress_max_abs_diff_eV_per_A3"]), p["error"] or "ok"] for p in par]
+    doc.blocks.append(("table", ("model", "|ΔE| (eV)", "max |ΔF| (eV/Å)", "max |Δσ| (eV/Å³)", "status"), parity_rows))
+
+
+def run_compare(workflow_path, *, out_dir=None, jobs: int = 2, resume: bool = True, progress: bool = True,
+                parity: bool = True, log=print) -> dict:
+    """Run the matrix of ``workflow_path`` and write the report; returns the report dict."""
+    from mdval import __version__
+    from mdval.md.matrix import run_matrix
+    from mdval.md.workflow import load_workflow
+
+    t_start = time.perf_counter()
+    wf = load_workflow(workflow_path)
+    out = Path(out_dir or f"reports/{wf.name}")
+    fig_dir = out / "figures"
+    matrix = run_matrix(wf, jobs=jobs, resume=resume, progress=progress, parity=parity, log=log)
+    md, par, entries = matrix["md"], matrix["parity"], matrix["runs"]
+    models = [model_info(wf.potential(m)) for m in wf.models]
+    results = summarise(md, entries)
+    rows = table(models, results, wf.reference)
+    doc = _Document()
+    n_failed = sum(not r["stable"] for r in results)
+    doc.blocks += [("p", f"Workflow {wf.source}: {len(wf.models)} models and the reference, protocols "
+                         f"{', '.join(s.kind.upper() for s in wf.protocols)}, engines {', '.join(wf.engines)}; "
+                         f"{len(md)} MD runs, {n_failed} potential/engine pair(s) with a failed run. Drift from NVE "
+                         "(meV/atom/ps), RDF error from NVT (100·∫|g−g_ref|dr/∫|g_ref−1|dr), density error from NPT, "
+                         f"both against the teacher {wf.reference[wf.engines[0]]} (the reference that labelled the "
+                         "training data; for another engine, its own reference is shown as a stand-in), cost = median wall time per MD step "
+                         "(one core, including start-up)."),
+                   ("p", at_a_glance(results)), ("table", TABLE_HEADER, rows)]
+    _md_blocks(doc, wf, md, results, fig_dir)
+    _training_blocks(doc, wf, fig_dir)
+    _parity_blocks(doc, par, fig_dir)
     settings = {s.kind: s.as_dict() for s in wf.protocols}
     wall = time.perf_counter() - t_start
     provenance = {"versions": res.versions(), "workflow_toml": Path(wf.source).read_text() if wf.source else "",
                   "settings": settings, "models": [{k: m[k] for k in ("label", "path", "sha256")} for m in models],
                   "wall_time_s": wall, "jobs": jobs,
                   "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    blocks += [("h", "Provenance"), ("pre", json.dumps(provenance, indent=1, default=str))]
-    files = write_documents(out, "index", f"mdval compare: {wf.name}", blocks)
+    doc.blocks += [("h", "Provenance"), ("pre", json.dumps(provenance, indent=1, default=str))]
+    files = write_documents(out, "index", f"mdval compare: {wf.name}", doc.blocks)
     report = {"schema": SCHEMA_ID, "created": provenance["created"], "mdval_version": __version__,
               "workflow": {"name": wf.name, "source": wf.source, "engines": wf.engines,
                            "protocols": [s.kind for s in wf.protocols], "system": wf.system,
@@ -542,7 +443,7 @@ def run_compare(workflow_path, *, out_dir=None, jobs: int = 2, resume: bool = Tr
               "models": models, "table": {"header": list(TABLE_HEADER), "rows": rows}, "results": results,
               "parity": [{k: p[k] for k in ("label", "energy_abs_diff_eV", "force_max_abs_diff_eV_per_A",
                                             "stress_max_abs_diff_eV_per_A3", "error")} for p in par],
-              "runs": entries, "files": {**files, "json": str(out / "report.json"), "figures": figures},
+              "runs": entries, "files": {**files, "json": str(out / "report.json"), "figures": doc.figures},
               "provenance": provenance}
     res.write_json_atomic(out / "report.json", report)
     problems = validate_report(json.loads((out / "report.json").read_text()))

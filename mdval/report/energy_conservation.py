@@ -104,9 +104,9 @@ def nve_settings(*, timestep_fs: float, duration_ps: float, equilibration_ps: fl
                          trajectory_interval=max(steps // 10, 1), checkpoint_interval=max(steps, 1))
 
 
-def run_nve(atoms, potential: str, settings, out_dir, *, engine: str = "ase", np_ranks: int = 1):
-    """One NVE run of ``potential`` (model file or reference spec) in ``out_dir``; its RunResult."""
-    from mdval.md.workflow import run_one
+def run_nve(atoms, potential, settings, out_dir, *, engine: str = "ase", np_ranks: int = 1):
+    """One NVE run of ``potential`` (a Potential) in ``out_dir``; its RunResult."""
+    from mdval.md.matrix import run_one
 
     return run_one(engine, atoms, potential, settings, out_dir, np=np_ranks, resume=False)
 

@@ -91,7 +91,7 @@ def _train(args) -> int:
 def _test(args) -> int:
     from mdval.deploy.evaluate import evaluate_model_file
     from mdval.fileio import write_json
-    from mdval.report.parity import parity_plot
+    from mdval.train.parity_plot import parity_plot
 
     try:
         metrics, pred, meta = evaluate_model_file(args.model, args.data, format=args.format,

@@ -1,8 +1,8 @@
 """The model zoo: train every config with ``mdval train``, ship the model file, its model card and
 its training log next to the config.
 
-    python -m mdval.report.zoo models/cu/*.toml          # what `make models` runs
-    python -m mdval.report.zoo models/cu/tanh-adam.toml --jobs 1
+    python -m mdval.train.zoo models/cu/*.toml          # what `make models` runs
+    python -m mdval.train.zoo models/cu/tanh-adam.toml --jobs 1
 
 For each ``models/<system>/<NAME>.toml`` the run folder ``<run.dir>/<run.name>`` is cleared, the
 config is trained with ``mdval train`` (a subprocess, one torch thread each, ``--jobs`` at a
@@ -41,8 +41,9 @@ from pathlib import Path
 
 import tomllib
 
-from mdval.md.results import sha256_file, write_json_atomic
+from mdval import fileio
 from mdval.train.config import find_root
+from mdval.train.trainer import hash_paths
 
 
 def run_dir_of(config: Path) -> Path:
@@ -72,7 +73,7 @@ def model_card(config: Path, run_dir: Path, model_path: Path) -> dict:
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     return {"name": config.stem, "model_file": model_path.name, "config": config.name,
-            "config_sha256": sha256_file(config), "model_sha256": sha256_file(model_path),
+            "config_sha256": hash_paths([config]), "model_sha256": hash_paths([model_path]),
             "activation": meta.get("activation"), "optimizer": meta.get("optimizer"),
             "architecture": meta.get("architecture"), "n_parameters": meta.get("n_parameters"),
             "cutoff_A": meta.get("cutoff"), "type_names": meta.get("type_names"),
@@ -104,7 +105,7 @@ def build_one(config: Path, *, log=print) -> dict:
     if (run_dir / "log.jsonl").exists():
         shutil.copyfile(run_dir / "log.jsonl", config.with_suffix(".log.jsonl"))
     card = model_card(config, run_dir, target)
-    write_json_atomic(config.with_suffix(".json"), card)
+    fileio.write_json(config.with_suffix(".json"), card)
     m = card["metrics"]
     log(f"done {config.stem}: {wall:.0f} s, test E RMSE {m.get('energy_rmse_meV_per_atom', float('nan')):.3g} "
         f"meV/atom, F RMSE {m.get('force_rmse_eV_per_A', float('nan')):.3g} eV/Å")
@@ -112,7 +113,7 @@ def build_one(config: Path, *, log=print) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mdval.report.zoo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mdval.train.zoo", description=__doc__.split("\n\n")[0])
     parser.add_argument("configs", nargs="+", help="zoo training configs (models/cu/*.toml)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at a time (default 2)")
     args = parser.parse_args(argv)
