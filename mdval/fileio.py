@@ -17,7 +17,16 @@ from pathlib import Path
 
 
 def _current_umask() -> int:
-    mask = os.umask(0o022)  # the only portable way to read it is to set it, then put it back
+    """The process umask, read without changing it where Linux allows (set-and-restore would race
+    with files another thread creates meanwhile)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it, then put it back
     os.umask(mask)
     return mask
 
