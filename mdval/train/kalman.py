@@ -171,11 +171,14 @@ class GlobalKalmanFilter:
 
     def update(self, H: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """H [n, m] (or [n]), e [m] (or scalar) -> weight increment [n] (float64)."""
+        # P follows the model's device (cuda training): it starts on the CPU, moves on first use
+        if self.P.device != H.device:
+            self.P = self.P.to(H.device)
         H = H.reshape(self.n, -1).to(self.P.dtype)
-        e = torch.as_tensor(e, dtype=self.P.dtype).reshape(-1)
+        e = torch.as_tensor(e, dtype=self.P.dtype, device=H.device).reshape(-1)
         m = H.shape[1]
         PH = self.P @ H  # [n, m]
-        S = (self.lam / self.eta) * torch.eye(m, dtype=H.dtype) + H.T @ PH
+        S = (self.lam / self.eta) * torch.eye(m, dtype=H.dtype, device=H.device) + H.T @ PH
         # S = L Lᵀ, V = P H L⁻ᵀ: K = P H S⁻¹ = V L⁻¹ and K Hᵀ P = V Vᵀ (symmetric by form)
         L = torch.linalg.cholesky(S)
         V = torch.linalg.solve_triangular(L, PH.T, upper=False).T  # [n, m]
@@ -264,12 +267,15 @@ class BlockKalmanFilter:
 
     def update(self, h: torch.Tensor, e: float | torch.Tensor) -> torch.Tensor:
         h = h.reshape(-1).to(self.dtype)
+        if self.P[0].device != h.device:  # P and the index follow the model's device (cuda training)
+            self.P = [P.to(h.device) for P in self.P]
+            self.index = [idx.to(h.device) for idx in self.index]
         e = float(e)
         Hs = [h[idx] for idx in self.index]  # [k, s]
         Ks = [torch.bmm(P, H.unsqueeze(2)).squeeze(2) for P, H in zip(self.P, Hs)]  # P_b h_b
         hph = sum((H * K).sum() for H, K in zip(Hs, Ks))
         S = self.lam / self.eta + hph
-        delta = torch.zeros(self.n, dtype=torch.float64)
+        delta = torch.zeros(self.n, dtype=torch.float64, device=h.device)
         for idx, P, K in zip(self.index, self.P, Ks):
             delta[idx.reshape(-1)] = (K * (e / S)).reshape(-1).to(torch.float64)
             # P ← (P - K Kᵀ / S) / λ in one fused, in-place pass over P
