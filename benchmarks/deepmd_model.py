@@ -47,8 +47,10 @@ def ensure_data() -> Path:
 
 
 def install_hint() -> str:
-    return (f"DeePMD-kit is not installed: python3 -m venv {DEEPMD_VENV} && "
-            f"{DEEPMD_VENV}/bin/pip install 'deepmd-kit[cpu,lmp]==3.2.0'")
+    return (
+        f"DeePMD-kit is not installed: python3 -m venv {DEEPMD_VENV} && "
+        f"{DEEPMD_VENV}/bin/pip install 'deepmd-kit[cpu,lmp]==3.2.0'"
+    )
 
 
 def available() -> bool:
@@ -83,26 +85,56 @@ def input_json(systems: list[str], steps: int) -> dict:
     return {
         "model": {
             "type_map": ["Cu"],
-            "descriptor": {"type": "se_e2_a", "sel": "auto", "rcut_smth": m["cutoff_smooth"],
-                           "rcut": m["cutoff"], "neuron": m["embedding"], "resnet_dt": False,
-                           "axis_neuron": m["axis_neuron"], "seed": 1},
+            "descriptor": {
+                "type": "se_e2_a",
+                "sel": "auto",
+                "rcut_smth": m["cutoff_smooth"],
+                "rcut": m["cutoff"],
+                "neuron": m["embedding"],
+                "resnet_dt": False,
+                "axis_neuron": m["axis_neuron"],
+                "seed": 1,
+            },
             "fitting_net": {"neuron": m["fitting"], "resnet_dt": True, "seed": 1},
         },
         "learning_rate": {"type": "exp", "decay_steps": 50, "start_lr": 1e-3, "stop_lr": 1e-5},
-        "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_f": 1000,
-                 "limit_pref_f": 1, "start_pref_v": 0, "limit_pref_v": 0},
-        "training": {"training_data": {"systems": systems, "batch_size": "auto"},
-                     "numb_steps": steps, "seed": 10, "disp_file": "lcurve.out",
-                     "disp_freq": max(1, steps // 10), "save_freq": steps},
+        "loss": {
+            "type": "ener",
+            "start_pref_e": 0.02,
+            "limit_pref_e": 1,
+            "start_pref_f": 1000,
+            "limit_pref_f": 1,
+            "start_pref_v": 0,
+            "limit_pref_v": 0,
+        },
+        "training": {
+            "training_data": {"systems": systems, "batch_size": "auto"},
+            "numb_steps": steps,
+            "seed": 10,
+            "disp_file": "lcurve.out",
+            "disp_freq": max(1, steps // 10),
+            "save_freq": steps,
+        },
     }
 
 
 def dp(args: list[str], cwd: Path, log: str) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="2", TF_CPP_MIN_LOG_LEVEL="2",
-               DP_INTRA_OP_PARALLELISM_THREADS="2", DP_INTER_OP_PARALLELISM_THREADS="1")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="2",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        DP_INTRA_OP_PARALLELISM_THREADS="2",
+        DP_INTER_OP_PARALLELISM_THREADS="1",
+    )
     with open(cwd / log, "w") as f:
-        subprocess.run([str(DEEPMD_VENV / "bin" / "dp"), "--tf", *args], cwd=cwd, env=env,
-                       stdout=f, stderr=subprocess.STDOUT, check=True)
+        subprocess.run(
+            [str(DEEPMD_VENV / "bin" / "dp"), "--tf", *args],
+            cwd=cwd,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
 
 
 def prepare(steps: int = 300, force: bool = False) -> dict:
@@ -119,8 +151,13 @@ def prepare(steps: int = 300, force: bool = False) -> dict:
     (WORK / "input.json").write_text(json.dumps(input_json(systems, steps), indent=1))
     dp(["train", "input.json"], WORK, "train.log")
     dp(["freeze", "-o", "frozen.pb"], WORK, "freeze.log")
-    status = {"steps": steps, "frozen": str(WORK / "frozen.pb"), "compressed": None,
-              "compress_error": None, "data": str(DATA.relative_to(ROOT))}
+    status = {
+        "steps": steps,
+        "frozen": str(WORK / "frozen.pb"),
+        "compressed": None,
+        "compress_error": None,
+        "data": str(DATA.relative_to(ROOT)),
+    }
     try:
         dp(["compress", "-i", "frozen.pb", "-o", "compressed.pb"], WORK, "compress.log")
         status["compressed"] = str(WORK / "compressed.pb")

@@ -97,21 +97,33 @@ def environment() -> dict:
     import mdval
 
     versions = {**common.versions(["mpich"]), "mdval": mdval.__version__}  # the clone's, installed or not
-    info = {"machine": common.machine(), "versions": versions,
-            "commit": command_line(["git", "-C", str(common.ROOT), "rev-parse", "--short", "HEAD"]),
-            "torch": {"version": torch.__version__, "cuda": torch.version.cuda,
-                      "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-                      "cuda_available": torch.cuda.is_available(), "threads": torch.get_num_threads()},
-            "nvidia_smi": command_line(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                                        "--format=csv,noheader"]),
-            "nvcc": command_line(["nvcc", "--version"], last=True),
-            "cmake": command_line(["cmake", "--version"]), "c++": command_line(["c++", "--version"])}
+    info = {
+        "machine": common.machine(),
+        "versions": versions,
+        "commit": command_line(["git", "-C", str(common.ROOT), "rev-parse", "--short", "HEAD"]),
+        "torch": {
+            "version": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "cuda_available": torch.cuda.is_available(),
+            "threads": torch.get_num_threads(),
+        },
+        "nvidia_smi": command_line(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+        ),
+        "nvcc": command_line(["nvcc", "--version"], last=True),
+        "cmake": command_line(["cmake", "--version"]),
+        "c++": command_line(["c++", "--version"]),
+    }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        info["gpu"] = {"name": props.name, "count": torch.cuda.device_count(),
-                       "capability": f"{props.major}.{props.minor}",
-                       "memory_GiB": round(props.total_memory / 2**30, 1),
-                       "multiprocessors": props.multi_processor_count}
+        info["gpu"] = {
+            "name": props.name,
+            "count": torch.cuda.device_count(),
+            "capability": f"{props.major}.{props.minor}",
+            "memory_GiB": round(props.total_memory / 2**30, 1),
+            "multiprocessors": props.multi_processor_count,
+        }
     return info
 
 
@@ -123,12 +135,17 @@ def run_section(name: str, ctx: Context) -> dict:
         result = function(ctx)
         result["status"] = "passed" if result.get("ok") else "failed"
     except Exception as exc:  # noqa: BLE001 - fail soft: record and go on with the next section
-        result = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[-4000:],
-                  "traceback": traceback.format_exc()[-4000:]}
+        result = {
+            "status": "error",
+            "error": f"{type(exc).__name__}: {exc}"[-4000:],
+            "traceback": traceback.format_exc()[-4000:],
+        }
     result["title"] = title
     result["seconds"] = round(time.perf_counter() - start, 1)
-    print(f"   {result['status']} in {result['seconds']} s"
-          + (f": {result['error'][:500]}" if "error" in result else ""), flush=True)
+    print(
+        f"   {result['status']} in {result['seconds']} s" + (f": {result['error'][:500]}" if "error" in result else ""),
+        flush=True,
+    )
     return result
 
 
@@ -147,23 +164,31 @@ def header_lines(report: dict) -> list[str]:
     env, m = report["environment"], report["environment"]["machine"]
     t = env["torch"]
     gpu = env.get("gpu")
-    return [f"{report['created']}; {'CPU rehearsal (device cpu)' if report['rehearsal'] else 'device cuda'}; "
-            f"{report['total_s']} s in all",
-            "",
-            f"- machine: {m['host']}, {m['cpu']} ({m['cpu_count']} CPUs, {m['mem_GiB']} GiB), {m['platform']}",
-            f"- GPU: {gpu['name']} x{gpu['count']}, compute capability {gpu['capability']}, "
-            f"{gpu['memory_GiB']} GiB, {gpu['multiprocessors']} SMs" if gpu else "- GPU: none seen by torch",
-            f"- nvidia-smi (name, driver, memory): {env.get('nvidia_smi')}",
-            f"- torch {t['version']}, CUDA {t['cuda']}, cuDNN {t['cudnn']}, {t['threads']} threads; "
-            f"nvcc: {env.get('nvcc')}",
-            f"- cmake: {env.get('cmake')}; c++: {env.get('c++')}",
-            "- " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + f"; commit {env.get('commit')}",
-            f"- command: `{report['command']}`"]
+    return [
+        f"{report['created']}; {'CPU rehearsal (device cpu)' if report['rehearsal'] else 'device cuda'}; "
+        f"{report['total_s']} s in all",
+        "",
+        f"- machine: {m['host']}, {m['cpu']} ({m['cpu_count']} CPUs, {m['mem_GiB']} GiB), {m['platform']}",
+        f"- GPU: {gpu['name']} x{gpu['count']}, compute capability {gpu['capability']}, "
+        f"{gpu['memory_GiB']} GiB, {gpu['multiprocessors']} SMs"
+        if gpu
+        else "- GPU: none seen by torch",
+        f"- nvidia-smi (name, driver, memory): {env.get('nvidia_smi')}",
+        f"- torch {t['version']}, CUDA {t['cuda']}, cuDNN {t['cudnn']}, {t['threads']} threads; "
+        f"nvcc: {env.get('nvcc')}",
+        f"- cmake: {env.get('cmake')}; c++: {env.get('c++')}",
+        "- " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + f"; commit {env.get('commit')}",
+        f"- command: `{report['command']}`",
+    ]
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# GPU check (issue 21){' — CPU rehearsal' if report['rehearsal'] else ''}", "",
-             *header_lines(report), ""]
+    lines = [
+        f"# GPU check (issue 21){' — CPU rehearsal' if report['rehearsal'] else ''}",
+        "",
+        *header_lines(report),
+        "",
+    ]
     for name, sec in report["sections"].items():
         took = f", {sec['seconds']} s" if sec.get("seconds") is not None else ""
         lines += [f"## {sec['title']} ({name}): {sec['status']}{took}", ""]
@@ -191,9 +216,14 @@ def write(report: dict, out_dir: Path, name: str) -> None:
 def partial_writer(report: dict, section: str, out_dir: Path, name: str, t0: float) -> Callable[[dict], None]:
     """Writes the report with ``section``'s result so far, so that a run killed at its time limit
     keeps the timings it measured."""
+
     def save(result: dict) -> None:
-        report["sections"][section] = {**result, "status": "running (cut short)", "title": SECTIONS[section][0],
-                                       "seconds": None}
+        report["sections"][section] = {
+            **result,
+            "status": "running (cut short)",
+            "title": SECTIONS[section][0],
+            "seconds": None,
+        }
         report["total_s"] = round(time.monotonic() - t0, 1)
         write(report, out_dir, name)
 
@@ -205,14 +235,21 @@ def partial_writer(report: dict, section: str, out_dir: Path, name: str, t0: flo
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cpu-rehearsal", action="store_true",
-                   help="device cpu in place of cuda, 864 and 4000 atoms, 1 timed step (automatic without CUDA)")
+    p.add_argument(
+        "--cpu-rehearsal",
+        action="store_true",
+        help="device cpu in place of cuda, 864 and 4000 atoms, 1 timed step (automatic without CUDA)",
+    )
     p.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     p.add_argument("--sizes", nargs="+", type=int, help=f"fcc Cu atoms of the timings (default {SIZES})")
     p.add_argument("--dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"])
     p.add_argument("--engines", nargs="+", choices=["lammps", "ase"], default=["lammps", "ase"])
-    p.add_argument("--budget-s", type=float, default=420.0,
-                   help="no timing subject starts after this many seconds from the start (s)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=420.0,
+        help="no timing subject starts after this many seconds from the start (s)",
+    )
     p.add_argument("--out", type=Path, help="results folder (default: $OUT, else benchmarks/results)")
     p.add_argument("--work", type=Path, help="scratch folder (default: a new one under the temp folder)")
     return p.parse_args(argv)
@@ -235,14 +272,30 @@ def main(argv=None) -> int:
     out_dir = args.out or Path(os.environ.get("OUT") or common.RESULTS_DIR)
     name = "gpu_check_rehearsal" if rehearsal else "gpu_check"
     changed = gpu_lammps.prepare_environment()
-    ctx = Context(device="cpu" if rehearsal else "cuda", rehearsal=rehearsal, work=work, sizes=sizes,
-                  dtypes=args.dtypes, engines=args.engines, deadline=t0 + args.budget_s,
-                  lmp=gpu_lammps.lmp_command(work), mpirun=gpu_lammps.mpirun_command())
-    report = {"created": common.now(), "rehearsal": rehearsal, "device": ctx.device,
-              "command": " ".join([Path(sys.executable).name, *sys.argv]), "work": str(work),
-              "environment_changes": changed, "environment": environment(), "sections": {}}
-    print(f"GPU check on {ctx.device} ({platform.node()}); work folder {work}; results in {out_dir}/{name}.*",
-          flush=True)
+    ctx = Context(
+        device="cpu" if rehearsal else "cuda",
+        rehearsal=rehearsal,
+        work=work,
+        sizes=sizes,
+        dtypes=args.dtypes,
+        engines=args.engines,
+        deadline=t0 + args.budget_s,
+        lmp=gpu_lammps.lmp_command(work),
+        mpirun=gpu_lammps.mpirun_command(),
+    )
+    report = {
+        "created": common.now(),
+        "rehearsal": rehearsal,
+        "device": ctx.device,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "work": str(work),
+        "environment_changes": changed,
+        "environment": environment(),
+        "sections": {},
+    }
+    print(
+        f"GPU check on {ctx.device} ({platform.node()}); work folder {work}; results in {out_dir}/{name}.*", flush=True
+    )
     for section in args.sections:
         ctx.save_partial = partial_writer(report, section, out_dir, name, t0)
         report["sections"][section] = run_section(section, ctx)

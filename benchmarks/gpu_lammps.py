@@ -95,8 +95,7 @@ def linked_libraries(library: Path) -> list[str]:
     if not shutil.which("ldd"):
         return []
     out = subprocess.run(["ldd", str(library)], capture_output=True, text=True).stdout
-    return [" ".join(line.split()[:3]) for line in out.splitlines()
-            if re.search(r"torch|c10|cuda|cublas|nvrtc", line)]
+    return [" ".join(line.split()[:3]) for line in out.splitlines() if re.search(r"torch|c10|cuda|cublas|nvrtc", line)]
 
 
 def plugin_section(ctx) -> dict:
@@ -109,15 +108,21 @@ def plugin_section(ctx) -> dict:
     info = lammps_plugin.check(ctx.lmp)
     stamp = info.get("built_against") or {}
     impl = plugin.parent / lammps_plugin.IMPL_NAME
-    rows = [{"item": "build (s, 0 when already built)", "value": round(seconds, 1)},
-            {"item": "plugin", "value": str(plugin)},
-            {"item": "torch built against", "value": stamp.get("torch")},
-            {"item": "lammps", "value": f"{stamp.get('lammps')} (running: {info.get('lammps_running')})"},
-            {"item": "lmp loads it", "value": info["loads"]},
-            {"item": "lmp / mpirun", "value": f"{ctx.lmp} / {ctx.mpirun}"}]
+    rows = [
+        {"item": "build (s, 0 when already built)", "value": round(seconds, 1)},
+        {"item": "plugin", "value": str(plugin)},
+        {"item": "torch built against", "value": stamp.get("torch")},
+        {"item": "lammps", "value": f"{stamp.get('lammps')} (running: {info.get('lammps_running')})"},
+        {"item": "lmp loads it", "value": info["loads"]},
+        {"item": "lmp / mpirun", "value": f"{ctx.lmp} / {ctx.mpirun}"},
+    ]
     rows += [{"item": f"{impl.name} links", "value": lib} for lib in linked_libraries(impl)]
-    return {"ok": bool(info["loads"]), "columns": ["item", "value"], "rows": rows,
-            "summary": "" if info["loads"] else f"lmp does not load the plugin: {info['message']}"}
+    return {
+        "ok": bool(info["loads"]),
+        "columns": ["item", "value"],
+        "rows": rows,
+        "summary": "" if info["loads"] else f"lmp does not load the plugin: {info['message']}",
+    }
 
 
 # --- lmp runs -----------------------------------------------------------------------------------
@@ -130,9 +135,23 @@ def write_data(path: Path, cells: int = PARITY_CELLS, a: float = 3.61, rattle: f
     atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat(cells)
     atoms.positions += np.random.default_rng(1).normal(0.0, rattle, atoms.positions.shape)
     length = a * cells
-    lines = ["mdval GPU check", "", f"{len(atoms)} atoms", "1 atom types", "",
-             f"0 {length!r} xlo xhi", f"0 {length!r} ylo yhi", f"0 {length!r} zlo zhi", "",
-             "Masses", "", "1 63.546", "", "Atoms # atomic", ""]
+    lines = [
+        "mdval GPU check",
+        "",
+        f"{len(atoms)} atoms",
+        "1 atom types",
+        "",
+        f"0 {length!r} xlo xhi",
+        f"0 {length!r} ylo yhi",
+        f"0 {length!r} zlo zhi",
+        "",
+        "Masses",
+        "",
+        "1 63.546",
+        "",
+        "Atoms # atomic",
+        "",
+    ]
     lines += [f"{k + 1} 1 {x!r} {y!r} {z!r}" for k, (x, y, z) in enumerate(atoms.positions.tolist())]
     path.write_text("\n".join(lines) + "\n")
     return len(atoms)
@@ -183,30 +202,38 @@ def read_dump(path: Path) -> np.ndarray:
     """Rows (sorted by id) of a one-frame dump: id fx fy fz pe s1..s6."""
     lines = path.read_text().splitlines()
     k = next(n for n, line in enumerate(lines) if line.startswith("ITEM: ATOMS"))
-    data = np.array([[float(v) for v in line.split()] for line in lines[k + 1:] if line.strip()])
+    data = np.array([[float(v) for v in line.split()] for line in lines[k + 1 :] if line.strip()])
     return data[np.argsort(data[:, 0])]
 
 
 def parity_run(ctx, model: Path, data: Path, device: str, nprocs: int, folder: Path) -> dict:
-    log = common.run_lmp(parity_script(model, data, device), folder, nprocs=nprocs, lmp=ctx.lmp,
-                         mpirun=ctx.mpirun, timeout=600)
+    log = common.run_lmp(
+        parity_script(model, data, device), folder, nprocs=nprocs, lmp=ctx.lmp, mpirun=ctx.mpirun, timeout=600
+    )
     single, after = thermo_rows(log)[:2]
     m = re.search(r"pair_style taafs: model .* on (\S+)", log)
-    return {"dump": read_dump(folder / "atoms.dump"), "single": single, "after": after,
-            "device": m.group(1) if m else "?"}
+    return {
+        "dump": read_dump(folder / "atoms.dump"),
+        "single": single,
+        "after": after,
+        "device": m.group(1) if m else "?",
+    }
 
 
 def compare(run: dict, ref: dict) -> dict:
     d, r = run["dump"], ref["dump"]
     pressure = ["pxx", "pyy", "pzz", "pxy", "pxz", "pyz"]
-    out = {"ran on": run["device"],
-           "energy": gpu_parity.relative_error(run["single"]["PotEng"], ref["single"]["PotEng"]),
-           "pressure": gpu_parity.relative_error([run["single"][k.capitalize()] for k in pressure],
-                                                 [ref["single"][k.capitalize()] for k in pressure]),
-           "forces": gpu_parity.relative_error(d[:, 1:4], r[:, 1:4]),
-           "pe/atom": gpu_parity.relative_error(d[:, 4], r[:, 4]),
-           "stress/atom": gpu_parity.relative_error(d[:, 5:11], r[:, 5:11]),
-           "etotal after 20 steps": gpu_parity.relative_error(run["after"]["TotEng"], ref["after"]["TotEng"])}
+    out = {
+        "ran on": run["device"],
+        "energy": gpu_parity.relative_error(run["single"]["PotEng"], ref["single"]["PotEng"]),
+        "pressure": gpu_parity.relative_error(
+            [run["single"][k.capitalize()] for k in pressure], [ref["single"][k.capitalize()] for k in pressure]
+        ),
+        "forces": gpu_parity.relative_error(d[:, 1:4], r[:, 1:4]),
+        "pe/atom": gpu_parity.relative_error(d[:, 4], r[:, 4]),
+        "stress/atom": gpu_parity.relative_error(d[:, 5:11], r[:, 5:11]),
+        "etotal after 20 steps": gpu_parity.relative_error(run["after"]["TotEng"], ref["after"]["TotEng"]),
+    }
     single = max(out[k] for k in ("energy", "pressure", "forces", "pe/atom", "stress/atom"))
     out["ok"] = single <= TOL_SINGLE_POINT and out["etotal after 20 steps"] <= TOL_AFTER_STEPS
     return out
@@ -220,30 +247,51 @@ def lammps_parity(ctx) -> dict:
     data = folder / "cu.data"
     n_atoms = write_data(data)
     taafs = gpu_parity.export_small(folder, "taafs_cheb1", activation="taafs:basis=chebyshev1,scope=layer")
-    models = {"deeppot_se taafs chebyshev1": taafs,
-              "deeppot_se taafs chebyshev1 compressed": compress_file(taafs, folder / "taafs_cheb1_c.pt")[0],
-              "behler_parrinello tanh": gpu_parity.export_small(folder, "behler", "behler_parrinello")}
+    models = {
+        "deeppot_se taafs chebyshev1": taafs,
+        "deeppot_se taafs chebyshev1 compressed": compress_file(taafs, folder / "taafs_cheb1_c.pt")[0],
+        "behler_parrinello tanh": gpu_parity.export_small(folder, "behler", "behler_parrinello"),
+    }
     runs = [(ctx.device, 1), (ctx.device, 2)]
     rows = []
     for label, model in models.items():
         try:
             ref = parity_run(ctx, model, data, "cpu", 1, folder / f"{model.stem}_cpu_1")
         except Exception as exc:  # noqa: BLE001 - recorded; the next model still runs
-            rows.append({"model": label, "run": "cpu x1", "ok": False,
-                         "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"})
+            rows.append(
+                {"model": label, "run": "cpu x1", "ok": False, "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
+            )
             continue
         for device, nprocs in runs:
             row = {"model": label, "run": f"{device} x{nprocs}"}
             try:
-                row.update(compare(parity_run(ctx, model, data, device, nprocs,
-                                              folder / f"{model.stem}_{device}_{nprocs}"), ref))
+                row.update(
+                    compare(
+                        parity_run(ctx, model, data, device, nprocs, folder / f"{model.stem}_{device}_{nprocs}"), ref
+                    )
+                )
             except Exception as exc:  # noqa: BLE001
                 row.update({"ok": False, "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"})
             rows.append(row)
-    return {"ok": all(r["ok"] for r in rows),
-            "columns": ["model", "run", "ran on", "energy", "pressure", "forces", "pe/atom", "stress/atom",
-                        "etotal after 20 steps", "ok", "error"],
-            "rows": rows,
-            "summary": (f"{n_atoms} rattled fcc Cu atoms; reference pair_style taafs device cpu on 1 rank; "
-                        f"relative errors; tolerance {TOL_SINGLE_POINT} (single point), {TOL_AFTER_STEPS} "
-                        "(total energy after 20 NVE steps)")}
+    return {
+        "ok": all(r["ok"] for r in rows),
+        "columns": [
+            "model",
+            "run",
+            "ran on",
+            "energy",
+            "pressure",
+            "forces",
+            "pe/atom",
+            "stress/atom",
+            "etotal after 20 steps",
+            "ok",
+            "error",
+        ],
+        "rows": rows,
+        "summary": (
+            f"{n_atoms} rattled fcc Cu atoms; reference pair_style taafs device cpu on 1 rank; "
+            f"relative errors; tolerance {TOL_SINGLE_POINT} (single point), {TOL_AFTER_STEPS} "
+            "(total energy after 20 NVE steps)"
+        ),
+    }

@@ -38,8 +38,14 @@ PROPERTIES = ("energy", "forces", "stress", "energies", "stresses")
 
 #: Small models (sizes of tests/conftest.py) with a 4.5 Å cutoff, per architecture.
 SMALL = {
-    "deeppot_se": {"cutoff": 4.5, "cutoff_smooth": 2.5, "embedding": [8, 16], "fitting": [16, 16],
-                   "axis_neuron": 4, "neighbor_norm": 30.0},
+    "deeppot_se": {
+        "cutoff": 4.5,
+        "cutoff_smooth": 2.5,
+        "embedding": [8, 16],
+        "fitting": [16, 16],
+        "axis_neuron": 4,
+        "neighbor_norm": 30.0,
+    },
     "behler_parrinello": {"cutoff": 4.5, "fitting": [16, 16]},
 }
 
@@ -49,8 +55,13 @@ def small_model(architecture: str = "deeppot_se", activation: str = "tanh", seed
     tanh start (so the device evaluates the bases, not tanh in disguise)."""
     from mdval.nn import build_model
 
-    config = {**SMALL.get(architecture, {"cutoff": 4.5}), "architecture": architecture,
-              "type_names": ["Cu"], "activation": activation, "seed": seed}
+    config = {
+        **SMALL.get(architecture, {"cutoff": 4.5}),
+        "architecture": architecture,
+        "type_names": ["Cu"],
+        "activation": activation,
+        "seed": seed,
+    }
     model = build_model(config)
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
@@ -60,13 +71,18 @@ def small_model(architecture: str = "deeppot_se", activation: str = "tanh", seed
     return model
 
 
-def export_small(folder: Path, name: str, architecture: str = "deeppot_se", activation: str = "tanh",
-                 compute_dtype: str = "float64") -> Path:
+def export_small(
+    folder: Path, name: str, architecture: str = "deeppot_se", activation: str = "tanh", compute_dtype: str = "float64"
+) -> Path:
     from mdval.deploy import export
 
     folder.mkdir(parents=True, exist_ok=True)
-    return export(small_model(architecture, activation), folder / f"{name}.pt",
-                  {"optimizer": "none", "note": "untrained weights (GPU check)"}, compute_dtype=compute_dtype)
+    return export(
+        small_model(architecture, activation),
+        folder / f"{name}.pt",
+        {"optimizer": "none", "note": "untrained weights (GPU check)"},
+        compute_dtype=compute_dtype,
+    )
 
 
 def parity_models(folder: Path) -> list[dict]:
@@ -78,16 +94,24 @@ def parity_models(folder: Path) -> list[dict]:
     out = []
 
     def add(label, path, dtype="float64"):
-        out.append({"model": label, "path": path, "dtype": dtype,
-                    "tolerance": TOL_FLOAT64 if dtype == "float64" else TOL_FLOAT32})
+        out.append(
+            {
+                "model": label,
+                "path": path,
+                "dtype": dtype,
+                "tolerance": TOL_FLOAT64 if dtype == "float64" else TOL_FLOAT32,
+            }
+        )
 
     for arch in ARCHITECTURES:
         add(f"{arch} tanh", export_small(folder, f"{arch}_tanh", arch))
     exact = folder / "deeppot_se_tanh.pt"
     add("deeppot_se tanh compressed", compress_file(exact, folder / "deeppot_se_tanh_compressed.pt")[0])
     for family in BASIS_NAMES:
-        add(f"deeppot_se taafs {family}",
-            export_small(folder, f"taafs_{family}", activation=f"taafs:basis={family},scope=layer"))
+        add(
+            f"deeppot_se taafs {family}",
+            export_small(folder, f"taafs_{family}", activation=f"taafs:basis={family},scope=layer"),
+        )
     add("deeppot_se laaf", export_small(folder, "laaf", activation="laaf:base=tanh,scope=neuron,n=10"))
     add("deeppot_se irelu", export_small(folder, "irelu", activation="irelu"))
     for path in sorted((common.ROOT / "models" / "cu").glob("*.pt")):
@@ -144,11 +168,16 @@ def calculator_parity(ctx) -> dict:
         rows.append(row)
         if not row["ok"]:
             failed.append(spec["model"])
-    return {"ok": not failed, "columns": ["model", "dtype", *PROPERTIES, "tolerance", "ok", "error"],
-            "rows": rows,
-            "summary": (f"{len(atoms)} atoms (sheared, rattled fcc Cu); relative error = max |{ctx.device} "
-                        f"- cpu| / max |cpu| per property; {len(rows) - len(failed)} of {len(rows)} "
-                        "models within tolerance" + (f"; failed: {', '.join(failed)}" if failed else ""))}
+    return {
+        "ok": not failed,
+        "columns": ["model", "dtype", *PROPERTIES, "tolerance", "ok", "error"],
+        "rows": rows,
+        "summary": (
+            f"{len(atoms)} atoms (sheared, rattled fcc Cu); relative error = max |{ctx.device} "
+            f"- cpu| / max |cpu| per property; {len(rows) - len(failed)} of {len(rows)} "
+            "models within tolerance" + (f"; failed: {', '.join(failed)}" if failed else "")
+        ),
+    }
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -166,9 +195,16 @@ def emt_frames(n: int, seed: int = 0) -> list:
         atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
         atoms.positions += np.random.default_rng(seed + k).normal(0.0, 0.1, atoms.positions.shape)
         atoms.calc = EMT()
-        frames.append(Frame(symbols=atoms.get_chemical_symbols(), positions=atoms.positions,
-                            cell=atoms.cell.array, pbc=atoms.pbc, energy=atoms.get_potential_energy(),
-                            forces=atoms.get_forces()))
+        frames.append(
+            Frame(
+                symbols=atoms.get_chemical_symbols(),
+                positions=atoms.positions,
+                cell=atoms.cell.array,
+                pbc=atoms.pbc,
+                energy=atoms.get_potential_energy(),
+                forces=atoms.get_forces(),
+            )
+        )
     return frames
 
 
@@ -199,8 +235,9 @@ def one_epoch(name: str, start, frames, cache, device: str, batch_size: int = 2)
     seconds = {"cpu": 0.0, "device": 0.0}
     order = np.random.default_rng(0).permutation(len(frames))
     for step, first in enumerate(range(0, len(frames), batch_size)):
-        batch = make_batch([frames[i] for i in order[first:first + batch_size]], start.type_names,
-                           start.cutoff, cache)
+        batch = make_batch(
+            [frames[i] for i in order[first : first + batch_size]], start.type_names, start.cutoff, cache
+        )
         batches = {"device": batch.to(device), "cpu": batch}
         for key in ("cpu", "device"):
             t = time.perf_counter()
@@ -208,13 +245,22 @@ def one_epoch(name: str, start, frames, cache, device: str, batch_size: int = 2)
             seconds[key] += time.perf_counter() - t
             losses[key].append(out["loss"])
     rel = [abs(d - c) / abs(c) for c, d in zip(losses["cpu"], losses["device"])]
-    params = max(relative_error(p.detach().cpu(), q.detach())
-                 for p, q in zip(models["device"].parameters(), models["cpu"].parameters()))
-    return {"optimizer": name, "steps": len(rel), "loss cpu": losses["cpu"][0],
-            "first loss": rel[0], "loss after 1 update": rel[1] if len(rel) > 1 else None,
-            "last loss": rel[-1], "weights after epoch": params,
-            "s/step cpu": seconds["cpu"] / len(rel), "s/step device": seconds["device"] / len(rel),
-            "ok": rel[0] <= TOL_FLOAT64 and (len(rel) < 2 or rel[1] <= TOL_AFTER_UPDATE)}
+    params = max(
+        relative_error(p.detach().cpu(), q.detach())
+        for p, q in zip(models["device"].parameters(), models["cpu"].parameters())
+    )
+    return {
+        "optimizer": name,
+        "steps": len(rel),
+        "loss cpu": losses["cpu"][0],
+        "first loss": rel[0],
+        "loss after 1 update": rel[1] if len(rel) > 1 else None,
+        "last loss": rel[-1],
+        "weights after epoch": params,
+        "s/step cpu": seconds["cpu"] / len(rel),
+        "s/step device": seconds["device"] / len(rel),
+        "ok": rel[0] <= TOL_FLOAT64 and (len(rel) < 2 or rel[1] <= TOL_AFTER_UPDATE),
+    }
 
 
 def training_parity(ctx) -> dict:
@@ -228,10 +274,25 @@ def training_parity(ctx) -> dict:
             rows.append(one_epoch(name, start, frames, cache, ctx.device))
         except Exception as exc:  # noqa: BLE001 - recorded; the other optimizer still runs
             rows.append({"optimizer": name, "ok": False, "error": f"{type(exc).__name__}: {str(exc)[:500]}"})
-    return {"ok": all(r["ok"] for r in rows),
-            "columns": ["optimizer", "steps", "loss cpu", "first loss", "loss after 1 update", "last loss",
-                        "weights after epoch", "s/step cpu", "s/step device", "ok", "error"],
-            "rows": rows,
-            "summary": (f"one epoch of 8 EMT Cu frames (32 atoms), batches of 2, TAAFS chebyshev1 DeepPot-SE; "
-                        f"columns are relative differences {ctx.device} vs cpu (loss; max |Δw| / max |w|); "
-                        f"tolerances: first loss {TOL_FLOAT64}, after 1 update {TOL_AFTER_UPDATE}")}
+    return {
+        "ok": all(r["ok"] for r in rows),
+        "columns": [
+            "optimizer",
+            "steps",
+            "loss cpu",
+            "first loss",
+            "loss after 1 update",
+            "last loss",
+            "weights after epoch",
+            "s/step cpu",
+            "s/step device",
+            "ok",
+            "error",
+        ],
+        "rows": rows,
+        "summary": (
+            f"one epoch of 8 EMT Cu frames (32 atoms), batches of 2, TAAFS chebyshev1 DeepPot-SE; "
+            f"columns are relative differences {ctx.device} vs cpu (loss; max |Δw| / max |w|); "
+            f"tolerances: first loss {TOL_FLOAT64}, after 1 update {TOL_AFTER_UPDATE}"
+        ),
+    }

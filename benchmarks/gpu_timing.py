@@ -26,8 +26,12 @@ import common
 #: side of a GPU run needs no more, and 2 threads on a loaded 2-core machine ran 3-6x slower.
 THREADS = 1
 #: (label, compressed, compute dtype), in the order they are timed.
-VARIANTS = [("compressed float64", True, "float64"), ("exact float64", False, "float64"),
-            ("compressed float32", True, "float32"), ("exact float32", False, "float32")]
+VARIANTS = [
+    ("compressed float64", True, "float64"),
+    ("exact float64", False, "float64"),
+    ("compressed float32", True, "float32"),
+    ("exact float32", False, "float32"),
+]
 
 
 _written: dict[tuple, dict[str, Path]] = {}
@@ -146,17 +150,35 @@ def timing(ctx) -> dict:
 
 def timing_result(ctx, rows: list[dict]) -> dict:
     measured = [r for r in rows if "µs/atom/step" in r]
-    return {"ok": len(measured) == len(rows),
-            "columns": ["engine", "model", "atoms", "µs/atom/step", "s/step", "steps", "edges", "model calls",
-                        "GPU peak GiB", "error"],
-            "rows": rows,
-            "summary": (f"peer-size DeepPot-SE on {ctx.device}; LAMMPS: 1 rank, loop time of the timed run "
-                        "after a warm-up run; ASE: median of energy+forces calls (neighbour list on the CPU "
-                        f"included), {THREADS} torch thread; {len(measured)} of {len(rows)} subjects measured. "
-                        "Target (issue 21): compressed float64 at 108000 atoms in LAMMPS on one H200 <= 0.5 "
-                        "µs/atom/step" + (". Rehearsal: 1 step per subject on a shared CPU, a test of the "
-                                          "script, not a CPU reference (see RESULTS.md for those)"
-                                          if ctx.rehearsal else ""))}
+    return {
+        "ok": len(measured) == len(rows),
+        "columns": [
+            "engine",
+            "model",
+            "atoms",
+            "µs/atom/step",
+            "s/step",
+            "steps",
+            "edges",
+            "model calls",
+            "GPU peak GiB",
+            "error",
+        ],
+        "rows": rows,
+        "summary": (
+            f"peer-size DeepPot-SE on {ctx.device}; LAMMPS: 1 rank, loop time of the timed run "
+            "after a warm-up run; ASE: median of energy+forces calls (neighbour list on the CPU "
+            f"included), {THREADS} torch thread; {len(measured)} of {len(rows)} subjects measured. "
+            "Target (issue 21): compressed float64 at 108000 atoms in LAMMPS on one H200 <= 0.5 "
+            "µs/atom/step"
+            + (
+                ". Rehearsal: 1 step per subject on a shared CPU, a test of the "
+                "script, not a CPU reference (see RESULTS.md for those)"
+                if ctx.rehearsal
+                else ""
+            )
+        ),
+    }
 
 
 # --- profile ------------------------------------------------------------------------------------
@@ -179,6 +201,7 @@ def call_breakdown(calc, atoms, device: str) -> dict:
 
 def event_rows(prof, cuda: bool, limit: int = 15) -> list[dict]:
     """The ``limit`` operators with the most self time on the device (CPU in the rehearsal)."""
+
     def device_us(e):
         return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0.0)
 
@@ -186,8 +209,14 @@ def event_rows(prof, cuda: bool, limit: int = 15) -> list[dict]:
     key = device_us if cuda else (lambda e: e.self_cpu_time_total)
     rows = []
     for e in sorted(events, key=key, reverse=True)[:limit]:
-        rows.append({"operator": e.key, "calls": e.count, "self CPU ms": e.self_cpu_time_total / 1e3,
-                     "self device ms": device_us(e) / 1e3 if cuda else None})
+        rows.append(
+            {
+                "operator": e.key,
+                "calls": e.count,
+                "self CPU ms": e.self_cpu_time_total / 1e3,
+                "self device ms": device_us(e) / 1e3 if cuda else None,
+            }
+        )
     launches = sum(e.count for e in events if "LaunchKernel" in e.key)
     rows.append({"operator": "(kernel launches, all operators)", "calls": launches})
     return rows
@@ -211,9 +240,17 @@ def profile(ctx) -> dict:
         for _ in range(calls):
             call_breakdown(calc, atoms, ctx.device)
     parts = {k: statistics.median(s[k] for s in split) for k in split[0]}
-    rows = [{"operator": f"[{k}] (median wall ms per call)", "calls": 1, "self CPU ms": 1e3 * v} for k, v in parts.items()]
+    rows = [
+        {"operator": f"[{k}] (median wall ms per call)", "calls": 1, "self CPU ms": 1e3 * v} for k, v in parts.items()
+    ]
     rows += event_rows(prof, cuda)
-    return {"ok": True, "columns": ["operator", "calls", "self CPU ms", "self device ms"], "rows": rows,
-            "summary": (f"ASE calculator, {label} peer-size DeepPot-SE, {n_atoms} atoms on "
-                        f"{ctx.device}: where one call's time goes (bracketed rows: wall time per call, "
-                        f"synchronised), then the operators of {calls} profiled call(s) by self time")}
+    return {
+        "ok": True,
+        "columns": ["operator", "calls", "self CPU ms", "self device ms"],
+        "rows": rows,
+        "summary": (
+            f"ASE calculator, {label} peer-size DeepPot-SE, {n_atoms} atoms on "
+            f"{ctx.device}: where one call's time goes (bracketed rows: wall time per call, "
+            f"synchronised), then the operators of {calls} profiled call(s) by self time"
+        ),
+    }

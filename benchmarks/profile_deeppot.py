@@ -143,23 +143,49 @@ def main(argv=None) -> int:
         step(models["V0"])
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
     med = {k: statistics.median(v) for k, v in cpu.items()}
-    report = {"benchmark": NAME, "created": common.now(), "machine": common.machine(),
-              "versions": common.versions(), "load_before": common.load(), "load_after": common.load(),
-              "activation": spec, "atoms": n, "edges": int(ei.shape[1]),
-              "malloc_env": os.environ.get("MALLOC_MMAP_MAX_") == "0", "check": check,
-              "cpu_s_per_call": med, "samples": cpu, "profile_table": table}
-    lines = [f"# DeepPot-SE call profile: {spec}, {n} atoms ({report['created']})", "",
-             common.header_line(report), "",
-             f"Peer-size model, serving mode, 1 thread, plain TorchScript interpreter; "
-             f"{'with' if report['malloc_env'] else 'without'} MALLOC_MMAP_MAX_=0. CPU time per "
-             f"energy+forces call, median of {args.repeats}, variants interleaved.", "",
-             "| variant | CPU ms/call | CPU µs/atom | vs V0 | max |ΔE| | max |Δgrad| |", "|---|---:|---:|---:|---:|---:|"]
+    report = {
+        "benchmark": NAME,
+        "created": common.now(),
+        "machine": common.machine(),
+        "versions": common.versions(),
+        "load_before": common.load(),
+        "load_after": common.load(),
+        "activation": spec,
+        "atoms": n,
+        "edges": int(ei.shape[1]),
+        "malloc_env": os.environ.get("MALLOC_MMAP_MAX_") == "0",
+        "check": check,
+        "cpu_s_per_call": med,
+        "samples": cpu,
+        "profile_table": table,
+    }
+    lines = [
+        f"# DeepPot-SE call profile: {spec}, {n} atoms ({report['created']})",
+        "",
+        common.header_line(report),
+        "",
+        f"Peer-size model, serving mode, 1 thread, plain TorchScript interpreter; "
+        f"{'with' if report['malloc_env'] else 'without'} MALLOC_MMAP_MAX_=0. CPU time per "
+        f"energy+forces call, median of {args.repeats}, variants interleaved.",
+        "",
+        "| variant | CPU ms/call | CPU µs/atom | vs V0 | max |ΔE| | max |Δgrad| |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for k, v in med.items():
-        lines.append(f"| {k} | {v * 1e3:.0f} | {v / n * 1e6:.0f} | {v / med['V0']:.2f} | "
-                     f"{check[k]['max_abs_dE']:.1e} | {check[k]['max_abs_dgrad']:.1e} |")
-    lines += ["", "V1: residual as broadcast add (no cat). V2: V1 + embedding on the padded layout (no "
-              "index_put of G).", "", "Top ops of one V0 call (torch.profiler, self CPU):", "", "```",
-              table.strip(), "```"]
+        lines.append(
+            f"| {k} | {v * 1e3:.0f} | {v / n * 1e6:.0f} | {v / med['V0']:.2f} | "
+            f"{check[k]['max_abs_dE']:.1e} | {check[k]['max_abs_dgrad']:.1e} |"
+        )
+    lines += [
+        "",
+        "V1: residual as broadcast add (no cat). V2: V1 + embedding on the padded layout (no index_put of G).",
+        "",
+        "Top ops of one V0 call (torch.profiler, self CPU):",
+        "",
+        "```",
+        table.strip(),
+        "```",
+    ]
     text = "\n".join(lines)
     common.write_results(NAME + ("_malloc" if report["malloc_env"] else ""), report, text, quick=args.quick)
     print(text)

@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {"tanh": "models/configs/cu_emt_tanh_adam.toml",
-           "cheb1-layer": "models/configs/cu_emt_cheb1_adam.toml"}
+CONFIGS = {"tanh": "models/configs/cu_emt_tanh_adam.toml", "cheb1-layer": "models/configs/cu_emt_cheb1_adam.toml"}
 TARGET_FORCE_RMSE_eV_PER_A = 0.03
 RUN_DIR = "benchmarks/runs"
 
@@ -62,8 +61,18 @@ def main(argv=None) -> int:
         old_run = ROOT / RUN_DIR / load_config(ROOT / CONFIGS[name])["run"]["name"]
         if old_run.exists():
             shutil.rmtree(old_run)
-        cmd = [sys.executable, "-m", "mdval", "train", str(ROOT / CONFIGS[name]), "--quiet",
-               "--set", f"run.dir='{RUN_DIR}'", "--set", f"training.max_time_min={args.budget_min}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mdval",
+            "train",
+            str(ROOT / CONFIGS[name]),
+            "--quiet",
+            "--set",
+            f"run.dir='{RUN_DIR}'",
+            "--set",
+            f"training.max_time_min={args.budget_min}",
+        ]
         env = dict(os.environ)
         if args.parallel:
             env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -83,39 +92,60 @@ def main(argv=None) -> int:
             continue
         m = json.loads(metrics_path.read_text())
         results[name] = {
-            "activation": m["activation"], "epochs": m["epochs"], "steps": m["steps"],
-            "wall_time_s": m["wall_time_s"], "stopped_by": m["stopped_by"], "test": m["test"],
-            "time_to_val_force_rmse_0.03_s": time_to_target(ROOT / RUN_DIR / run_name / "log.jsonl",
-                                                            TARGET_FORCE_RMSE_eV_PER_A),
+            "activation": m["activation"],
+            "epochs": m["epochs"],
+            "steps": m["steps"],
+            "wall_time_s": m["wall_time_s"],
+            "stopped_by": m["stopped_by"],
+            "test": m["test"],
+            "time_to_val_force_rmse_0.03_s": time_to_target(
+                ROOT / RUN_DIR / run_name / "log.jsonl", TARGET_FORCE_RMSE_eV_PER_A
+            ),
             "model": m["model"],
         }
     report = {
-        "benchmark": "train_emt_cu", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
+        "benchmark": "train_emt_cu",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "load_avg_at_end": os.getloadavg(),
+        },
         "versions": {"mdval": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "settings": {"budget_min": args.budget_min, "parallel_1_thread_each": args.parallel,
-                     "data": str(data_path.relative_to(ROOT)), "configs": {n: CONFIGS[n] for n in names},
-                     "target_force_rmse_eV_per_A": TARGET_FORCE_RMSE_eV_PER_A},
+        "settings": {
+            "budget_min": args.budget_min,
+            "parallel_1_thread_each": args.parallel,
+            "data": str(data_path.relative_to(ROOT)),
+            "configs": {n: CONFIGS[n] for n in names},
+            "target_force_rmse_eV_per_A": TARGET_FORCE_RMSE_eV_PER_A,
+        },
         "results": results,
     }
     out = ROOT / "benchmarks/results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_emt_cu.json").write_text(json.dumps(report, indent=1))
-    lines = ["# DeepPot-SE on EMT Cu: tanh vs per-layer Chebyshev TAAFS (Adam)", "",
-             f"{report['date']}; {report['machine']['platform']}, {os.cpu_count()} CPUs (shared); "
-             f"torch {torch.__version__}, mdval {__version__}; budget {args.budget_min} min per model"
-             f"{', both at once, 1 thread each' if args.parallel else ''}.", "",
-             "| activation | epochs | steps | wall s | test E RMSE meV/atom | test F RMSE eV/Å | "
-             "test F MAE eV/Å | s to val F RMSE ≤ 0.03 |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# DeepPot-SE on EMT Cu: tanh vs per-layer Chebyshev TAAFS (Adam)",
+        "",
+        f"{report['date']}; {report['machine']['platform']}, {os.cpu_count()} CPUs (shared); "
+        f"torch {torch.__version__}, mdval {__version__}; budget {args.budget_min} min per model"
+        f"{', both at once, 1 thread each' if args.parallel else ''}.",
+        "",
+        "| activation | epochs | steps | wall s | test E RMSE meV/atom | test F RMSE eV/Å | "
+        "test F MAE eV/Å | s to val F RMSE ≤ 0.03 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         if "error" in r:
             lines.append(f"| {name} | error: {r['error']} |||||||")
             continue
         t = r["test"]
-        lines.append(f"| {r['activation']} | {r['epochs']} | {r['steps']} | {r['wall_time_s']} | "
-                     f"{t['energy_rmse_meV_per_atom']:.3g} | {t['force_rmse_eV_per_A']:.4f} | "
-                     f"{t['force_mae_eV_per_A']:.4f} | {r['time_to_val_force_rmse_0.03_s'] or 'not reached'} |")
+        lines.append(
+            f"| {r['activation']} | {r['epochs']} | {r['steps']} | {r['wall_time_s']} | "
+            f"{t['energy_rmse_meV_per_atom']:.3g} | {t['force_rmse_eV_per_A']:.4f} | "
+            f"{t['force_mae_eV_per_A']:.4f} | {r['time_to_val_force_rmse_0.03_s'] or 'not reached'} |"
+        )
     (out / "train_emt_cu.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -39,7 +39,10 @@ REQUIRED_METADATA_KEYS: dict[str, str] = {
     "type_names": "list[str], element symbols in species-index order",
     "compute_dtype": '"float64" | "float32", the precision the network runs in',
     "architecture": 'str, e.g. "deeppot_se" or "behler_parrinello"',
-    "activation": "str, the activation spec string (or a dict of them per sub-network)",
+    "activation": (
+        "str | dict, ABI v1 summary for older readers: the spec string when every sub-network has "
+        'the same, else {network: spec}; mdval reads the structured "activations" (see below)'
+    ),
     "optimizer": 'str, e.g. "adam", "ekf", "rlekf", or "none"',
     "training_data": "dict, name, hash and sizes of the training data",
     "metrics": "dict, test RMSE/MAE (may be empty for an untrained model)",
@@ -49,14 +52,29 @@ REQUIRED_METADATA_KEYS: dict[str, str] = {
 
 COMPUTE_DTYPES: tuple[str, ...] = ("float64", "float32")
 
+#: The structured activations of a model (written by mdval.nn.introspect.activations_metadata;
+#: files written before it have only ``activation``, which activations_from_metadata reads too)::
+#:
+#:     "activations": {
+#:       "networks": {NETWORK: {"spec": str,         # canonical spec, "taafs:basis=bspline,grid=5,scope=layer"
+#:                              "family": str,       # "tanh", ..., "irelu", "laaf", "taafs"
+#:                              "options": {...},    # every option with its default filled in
+#:                              "trainable": bool}}, # True for laaf and taafs
+#:       "layers": [{"name": str,       # qualified module name, "embedding_nets.0.layers.1.activation"
+#:                   "network": str,    # NETWORK: "embedding" | "fitting"
+#:                   "species": str,    # element symbol of the sub-network
+#:                   "depth": int,      # 0 for the first hidden layer of the sub-network
+#:                   "spec": str, "width": int, "trainable": bool}]
+#:     }
+ACTIVATIONS_METADATA_KEY: str = "activations"
+
 #: Order of the LAMMPS virial array: xx, yy, zz, xy, xz, yz.
 LAMMPS_VIRIAL_ORDER: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
 
 #: dtype of the per-atom energies ``forward`` returns.
 ENERGIES_DTYPE: str = "float64"
 #: The fix named by every message of :func:`energies_contract_error`.
-ENERGIES_FIX: str = ("forward() must return one float64 energy (eV) per local atom: fix the model "
-                     "and export it again")
+ENERGIES_FIX: str = "forward() must return one float64 energy (eV) per local atom: fix the model and export it again"
 
 
 def energies_contract_error(shape, dtype: str, n_local: int) -> str | None:
@@ -75,8 +93,10 @@ def energies_contract_error(shape, dtype: str, n_local: int) -> str | None:
         shown = ", ".join(str(int(n)) for n in shape)
         problem = f"model returned energies of shape [{shown}]: {expected}"
     elif dtype != ENERGIES_DTYPE:
-        problem = (f"model returned energies of dtype {dtype}: expected {ENERGIES_DTYPE} "
-                   f"(one per local atom, ABI {ABI_VERSION})")
+        problem = (
+            f"model returned energies of dtype {dtype}: expected {ENERGIES_DTYPE} "
+            f"(one per local atom, ABI {ABI_VERSION})"
+        )
     else:
         return None
     return f"{problem}; {ENERGIES_FIX}"

@@ -52,9 +52,15 @@ class Rule:
 
     def expected(self) -> str:
         """What the value must be, in words: "a number > 0 (Å)"."""
-        base = {"number": "a number", "whole": "a whole number", "flag": "true or false",
-                "text": "a string", "numbers": "a list of numbers", "wholes": "a list of whole numbers",
-                "texts": "a list of strings"}[self.kind]
+        base = {
+            "number": "a number",
+            "whole": "a whole number",
+            "flag": "true or false",
+            "text": "a string",
+            "numbers": "a list of numbers",
+            "wholes": "a list of whole numbers",
+            "texts": "a list of strings",
+        }[self.kind]
         bounds = self._bounds()
         text = f"{base} {bounds}" if bounds else base
         return f"{text} ({self.note})" if self.note else text
@@ -159,7 +165,10 @@ def toml_text(value, compact: bool = False) -> str:
     if isinstance(value, (datetime.date, datetime.time)):  # TOML has dates and times too
         return value.isoformat()
     if isinstance(value, dict):
-        items = sep.join(f"{k}={toml_text(v, compact)}" if compact else f"{k} = {toml_text(v)}"
-                         for k, v in value.items() if v is not None)
+        items = sep.join(
+            f"{k}={toml_text(v, compact)}" if compact else f"{k} = {toml_text(v)}"
+            for k, v in value.items()
+            if v is not None
+        )
         return "{" + items + "}" if compact else "{ " + items + " }"
     raise ValueError(f"cannot write {value!r} as TOML")

@@ -30,8 +30,9 @@ class BrokenOutput(torch.nn.Module):
         if hasattr(inner, "type_names"):
             self.type_names = list(inner.type_names)
 
-    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
-                n_local: int) -> torch.Tensor:
+    def forward(
+        self, species: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor, n_local: int
+    ) -> torch.Tensor:
         e = self.inner(species, edge_index, edge_vectors, n_local)
         if self.mode == "nan":
             return e * float("nan")
@@ -66,7 +67,8 @@ class TupleOutput(torch.nn.Module):
         if hasattr(inner, "type_names"):
             self.type_names = list(inner.type_names)
 
-    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
-                n_local: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, species: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor, n_local: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.inner(species, edge_index, edge_vectors, n_local)
         return e, e

@@ -29,9 +29,11 @@ torch.set_num_threads(1)
 def mlearn_dir() -> Path:
     """The mlearn DFT data (Zuo et al. 2020): MDVAL_MLEARN_DIR, else ../shared/data/mlearn next
     to the repository (as benchmarks/common.py), else this workplace's /work/shared copy."""
-    for candidate in (os.environ.get("MDVAL_MLEARN_DIR"),
-                      Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mlearn",
-                      "/work/shared/data/mlearn"):
+    for candidate in (
+        os.environ.get("MDVAL_MLEARN_DIR"),
+        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mlearn",
+        "/work/shared/data/mlearn",
+    ):
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     raise FileNotFoundError("mlearn data not found: set MDVAL_MLEARN_DIR to the folder with <element>/test.json")
@@ -102,9 +104,16 @@ def emt_cu_frames(n, seed=0):
     for k in range(n):
         atoms = fcc_cu((1, 1, 1), seed=seed + k)
         atoms.calc = EMT()
-        out.append(Frame(symbols=atoms.get_chemical_symbols(), positions=atoms.positions,
-                         cell=atoms.cell.array, pbc=atoms.pbc, energy=atoms.get_potential_energy(),
-                         forces=atoms.get_forces()))
+        out.append(
+            Frame(
+                symbols=atoms.get_chemical_symbols(),
+                positions=atoms.positions,
+                cell=atoms.cell.array,
+                pbc=atoms.pbc,
+                energy=atoms.get_potential_energy(),
+                forces=atoms.get_forces(),
+            )
+        )
     return out
 
 

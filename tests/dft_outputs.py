@@ -247,7 +247,9 @@ def cp2k_text(modern: bool, unit: str = "GPa") -> str:
         stress = (
             f" STRESS| Analytical stress tensor [{unit}]\n"
             " STRESS|                        x                   y                   z\n"
-            + "\n".join(f" STRESS|      {c}    " + " ".join(f"{x:19.11E}" for x in row) for c, row in zip("xyz", printed))
+            + "\n".join(
+                f" STRESS|      {c}    " + " ".join(f"{x:19.11E}" for x in row) for c, row in zip("xyz", printed)
+            )
             + f"\n STRESS| 1/3 Trace                                      {trace:19.11E}\n"
         )
     else:  # CP2K <= 7

@@ -50,12 +50,12 @@ class ToyManyBody(torch.nn.Module):
         self.register_buffer("B", -1.5 - torch.rand(n_types, generator=g, dtype=torch.float64))
         self.register_buffer("e0", -0.1 * torch.arange(1, n_types + 1, dtype=torch.float64))
 
-    def forward(self, species: torch.Tensor, edge_index: torch.Tensor,
-                edge_vectors: torch.Tensor, n_local: int) -> torch.Tensor:
+    def forward(
+        self, species: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor, n_local: int
+    ) -> torch.Tensor:
         r = torch.linalg.norm(edge_vectors, dim=1)
         x = torch.clamp(r / self.cutoff, max=1.0)
-        fc = torch.where(r < self.cutoff, 1.0 - 10.0 * x**3 + 15.0 * x**4 - 6.0 * x**5,
-                         torch.zeros_like(r))
+        fc = torch.where(r < self.cutoff, 1.0 - 10.0 * x**3 + 15.0 * x**4 - 6.0 * x**5, torch.zeros_like(r))
         si = species[edge_index[0]]
         sj = species[edge_index[1]]
         phi = self.A[si, sj] * torch.exp(-0.3 * r * r) * fc
@@ -67,13 +67,21 @@ class ToyManyBody(torch.nn.Module):
         return self.e0[s_local] + self.B[s_local] * (torch.sqrt(1.0 + rho) - 1.0) + epair
 
 
-def save_toy_model(path: Path, type_names: list[str], cutoff: float = 4.5, *,
-                   abi_version: int = abi.ABI_VERSION) -> Path:
+def save_toy_model(
+    path: Path, type_names: list[str], cutoff: float = 4.5, *, abi_version: int = abi.ABI_VERSION
+) -> Path:
     """Script and save a ToyManyBody with the ``mdval.json`` metadata; return the path."""
     meta = {
-        "abi": abi_version, "cutoff": cutoff, "type_names": list(type_names),
-        "compute_dtype": "float64", "architecture": "toy_many_body", "activation": "sqrt",
-        "optimizer": "none", "training_data": {}, "metrics": {}, "mdval_version": "test",
+        "abi": abi_version,
+        "cutoff": cutoff,
+        "type_names": list(type_names),
+        "compute_dtype": "float64",
+        "architecture": "toy_many_body",
+        "activation": "sqrt",
+        "optimizer": "none",
+        "training_data": {},
+        "metrics": {},
+        "mdval_version": "test",
         "created": "1970-01-01T00:00:00Z",
     }
     with warnings.catch_warnings():
@@ -110,8 +118,13 @@ def reference_results(model_path: Path, atoms, species: np.ndarray) -> dict:
     np.add.at(atom_virial, i, 0.5 * rg)
     np.add.at(atom_virial, j, 0.5 * rg)
     e = energies.detach().numpy()
-    return {"energy": float(e.sum()), "energies": e, "forces": forces,
-            "virial": rg.sum(axis=0), "atom_virials": atom_virial}
+    return {
+        "energy": float(e.sum()),
+        "energies": e,
+        "forces": forces,
+        "virial": rg.sum(axis=0),
+        "atom_virials": atom_virial,
+    }
 
 
 def write_lammps_data(path: Path, atoms, types: np.ndarray, ids: np.ndarray, n_types: int) -> None:
@@ -119,9 +132,20 @@ def write_lammps_data(path: Path, atoms, types: np.ndarray, ids: np.ndarray, n_t
     cell = atoms.cell.array.tolist()  # plain floats: repr() is round-trip exact
     if abs(cell[0][1]) + abs(cell[0][2]) + abs(cell[1][2]) > 1e-12:
         raise ValueError(f"expected a lower-triangular cell, got {cell}")
-    lines = ["mdval test data", "", f"{len(atoms)} atoms", f"{n_types} atom types", "",
-             f"0 {cell[0][0]!r} xlo xhi", f"0 {cell[1][1]!r} ylo yhi", f"0 {cell[2][2]!r} zlo zhi",
-             f"{cell[1][0]!r} {cell[2][0]!r} {cell[2][1]!r} xy xz yz", "", "Masses", ""]
+    lines = [
+        "mdval test data",
+        "",
+        f"{len(atoms)} atoms",
+        f"{n_types} atom types",
+        "",
+        f"0 {cell[0][0]!r} xlo xhi",
+        f"0 {cell[1][1]!r} ylo yhi",
+        f"0 {cell[2][2]!r} zlo zhi",
+        f"{cell[1][0]!r} {cell[2][0]!r} {cell[2][1]!r} xy xz yz",
+        "",
+        "Masses",
+        "",
+    ]
     lines += [f"{t} 63.546" for t in range(1, n_types + 1)]
     lines += ["", "Atoms # atomic", ""]
     for k, (x, y, z) in enumerate(atoms.positions.tolist()):
@@ -129,8 +153,9 @@ def write_lammps_data(path: Path, atoms, types: np.ndarray, ids: np.ndarray, n_t
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def run_lmp(script: str, workdir: Path, *, nprocs: int = 1, check: bool = True,
-            timeout: float = 300) -> subprocess.CompletedProcess:
+def run_lmp(
+    script: str, workdir: Path, *, nprocs: int = 1, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run ``lmp -in`` (under ``mpirun -np nprocs`` when nprocs > 1) in ``workdir``."""
     workdir = Path(workdir)
     (workdir / "in.lmp").write_text(script)
@@ -138,13 +163,11 @@ def run_lmp(script: str, workdir: Path, *, nprocs: int = 1, check: bool = True,
     if nprocs > 1:
         cmd = [MPIRUN, "-np", str(nprocs)] + cmd
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout,
-                          env=env)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
     log = workdir / "log.lammps"
     proc.log = log.read_text() if log.exists() else ""  # type: ignore[attr-defined]
     if check and proc.returncode != 0:
-        raise RuntimeError(f"lmp failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n"
-                           f"{proc.log[-3000:]}")
+        raise RuntimeError(f"lmp failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{proc.log[-3000:]}")
     return proc
 
 
@@ -153,7 +176,7 @@ def read_dump(path: Path) -> tuple[list[str], np.ndarray]:
     lines = Path(path).read_text().splitlines()
     k = next(n for n, line in enumerate(lines) if line.startswith("ITEM: ATOMS"))
     columns = lines[k].split()[2:]
-    data = np.array([[float(v) for v in line.split()] for line in lines[k + 1:] if line.strip()])
+    data = np.array([[float(v) for v in line.split()] for line in lines[k + 1 :] if line.strip()])
     return columns, data[np.argsort(data[:, 0])]
 
 

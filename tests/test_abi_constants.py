@@ -38,8 +38,11 @@ def test_the_plugin_reads_only_metadata_keys_that_mdval_abi_requires():
     j.value("key", default) / j.contains("key") / j["key"] read it where present."""
     text = source_text()
     needed = set(re.findall(r'\.at\(\s*"(\w+)"\s*\)', text))
-    read = needed | set(re.findall(r'\.(?:value|contains)\(\s*"(\w+)"', text)) | set(
-        re.findall(r'\[\s*"(\w+)"\s*\]', text))
+    read = (
+        needed
+        | set(re.findall(r'\.(?:value|contains)\(\s*"(\w+)"', text))
+        | set(re.findall(r'\[\s*"(\w+)"\s*\]', text))
+    )
     assert {"abi", "cutoff", "type_names"} <= needed  # what the plugin cannot serve a model without
     assert read <= set(abi.REQUIRED_METADATA_KEYS), read - set(abi.REQUIRED_METADATA_KEYS)
 

@@ -25,11 +25,7 @@ from conftest import FLOAT64_EXACT
 
 WIDTH = 3
 TAAFS_SPECS = [f"taafs:basis={b},scope={s}" for b in BASIS_NAMES for s in TAAFS_SCOPES]
-ALL_SPECS = (
-    list(FIXED_ACTIVATIONS)
-    + ["irelu", "laaf:scope=layer", "laaf:base=silu,scope=neuron,n=5"]
-    + TAAFS_SPECS
-)
+ALL_SPECS = list(FIXED_ACTIVATIONS) + ["irelu", "laaf:scope=layer", "laaf:base=silu,scope=neuron,n=5"] + TAAFS_SPECS
 # Activations with a kink at z = 0 (finite differences must stay away from it).
 KINKED = ("relu", "irelu")
 
@@ -209,12 +205,18 @@ def test_sharing_scopes_share_parameters():
     "spec, message",
     [
         ("swish", "unknown activation 'swish' in spec 'swish'; valid: " + ", ".join(ACTIVATION_NAMES)),
-        ("taafs:basis=wavelet", "activation spec 'taafs:basis=wavelet': unknown TAAFS basis 'wavelet'; valid: "
-         + ", ".join(BASIS_NAMES)),
-        ("taafs:basis=chebyshev1,degree=0", "activation spec 'taafs:basis=chebyshev1,degree=0': degree must be a "
-         "positive integer, got '0'"),
-        ("taafs:basis=bspline,grid=-2", "activation spec 'taafs:basis=bspline,grid=-2': grid must be a positive "
-         "integer, got '-2'"),
+        (
+            "taafs:basis=wavelet",
+            "activation spec 'taafs:basis=wavelet': unknown TAAFS basis 'wavelet'; valid: " + ", ".join(BASIS_NAMES),
+        ),
+        (
+            "taafs:basis=chebyshev1,degree=0",
+            "activation spec 'taafs:basis=chebyshev1,degree=0': degree must be a positive integer, got '0'",
+        ),
+        (
+            "taafs:basis=bspline,grid=-2",
+            "activation spec 'taafs:basis=bspline,grid=-2': grid must be a positive integer, got '-2'",
+        ),
         ("taafs:basis=legendre,degree=2.5", "degree must be a positive integer, got '2.5'"),
         ("taafs:basis=bspline,degree=3", "basis 'bspline' takes grid=, not degree="),
         ("taafs:scope=row", "unknown TAAFS scope 'row'; valid: global, network, layer, neuron"),
@@ -240,9 +242,15 @@ def test_make_basis_rejects_non_positive_size():
         make_basis("spline", 3)
 
 
-@pytest.mark.parametrize("spec", TAAFS_SPECS + ["taafs:basis=fourier,degree=8,scope=neuron",
-                                                "taafs:basis=fourier,degree=14,scope=layer",
-                                                "taafs:basis=chebyshev1,degree=14,scope=layer"])
+@pytest.mark.parametrize(
+    "spec",
+    TAAFS_SPECS
+    + [
+        "taafs:basis=fourier,degree=8,scope=neuron",
+        "taafs:basis=fourier,degree=14,scope=layer",
+        "taafs:basis=chebyshev1,degree=14,scope=layer",
+    ],
+)
 def test_serving_mode_has_exact_values_and_first_derivatives(spec):
     """Exported models evaluate TAAFS by value-and-slope; it must equal the full graph."""
     from mdval.nn.activations import set_first_derivative_only

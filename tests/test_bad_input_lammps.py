@@ -41,10 +41,8 @@ pytestmark = pytest.mark.lammps
 CUTOFF = 4.5  # Å, toy model cutoff
 REL_TOL_FLOAT64 = 1e-8  # LAMMPS vs the Python reference (as in test_lammps_plugin.py)
 LMP_TIMEOUT = 120  # s: a hang (error->all on one rank) fails the test instead of stalling it
-MODEL_FIX = ("forward() must return one float64 energy (eV) per local atom: fix the model and "
-             "export it again")
-BROKEN_MODEL = ("the model file is broken (export it again) or the structure around atom 1 is "
-                "outside what it can handle")
+MODEL_FIX = "forward() must return one float64 energy (eV) per local atom: fix the model and export it again"
+BROKEN_MODEL = "the model file is broken (export it again) or the structure around atom 1 is outside what it can handle"
 
 
 @pytest.fixture(scope="session")
@@ -55,8 +53,14 @@ def toy(tmp_path_factory, plugin):
 def save_broken_model(path, mode: str) -> str:
     toy = ToyManyBody(CUTOFF, 1)
     module = TupleOutput(toy) if mode == "tuple" else BrokenOutput(toy, mode)
-    meta = {"abi": abi.ABI_VERSION, "cutoff": CUTOFF, "type_names": ["Cu"],
-            "compute_dtype": "float64", "architecture": "toy_many_body", "activation": "sqrt"}
+    meta = {
+        "abi": abi.ABI_VERSION,
+        "cutoff": CUTOFF,
+        "type_names": ["Cu"],
+        "compute_dtype": "float64",
+        "architecture": "toy_many_body",
+        "activation": "sqrt",
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript on purpose
         scripted = torch.jit.script(module)
@@ -104,15 +108,18 @@ def assert_stops_with(proc, message: str) -> None:
     assert proc.returncode != 0, output[-3000:]
     for sign in ("malloc", "corrupted", "Segmentation", "signal"):
         assert sign not in output, output[-3000:]
-    line = re.compile(r"ERROR on proc \d+: pair_style taafs: " + re.escape(message)
-                      + r"( \(src/[\w./]+:\d+\))?$", re.MULTILINE)
+    line = re.compile(
+        r"ERROR on proc \d+: pair_style taafs: " + re.escape(message) + r"( \(src/[\w./]+:\d+\))?$", re.MULTILINE
+    )
     assert line.search(output), output[-3000:]
 
 
 # ---------------------------------------------------------------------------- bad positions
 
-OVERLAP = ("atoms 1 and 257 are 0 Å apart at step 0: expected at least 1e-06 Å (overlapping "
-           "atoms: remove the duplicate, e.g. an atom created twice)")
+OVERLAP = (
+    "atoms 1 and 257 are 0 Å apart at step 0: expected at least 1e-06 Å (overlapping "
+    "atoms: remove the duplicate, e.g. an atom created twice)"
+)
 
 
 @pytest.mark.parametrize("nprocs", [1, 2])
@@ -127,32 +134,37 @@ def test_nan_position_stops_lammps(tmp_path, toy):
     # A NaN velocity makes the position NaN after one step, and NaN displacements never trigger
     # a neighbour-list rebuild (where LAMMPS itself would catch them): pair_style taafs sees
     # them first.  Atom 100 is not the first centre: the neighbour check finds it.
-    extra = ("group hot id 100\nvariable v atom 1e308*10-1e308*10\n"
-             "velocity hot set v_v v_v v_v\nfix 1 all nve\nrun 5")
+    extra = "group hot id 100\nvariable v atom 1e308*10-1e308*10\nvelocity hot set v_v v_v v_v\nfix 1 all nve\nrun 5"
     proc = run_lmp(fcc_cu(toy, extra), tmp_path, check=False, timeout=LMP_TIMEOUT)
-    assert_stops_with(proc, "atom 100 has a non-finite position (nan, nan, nan) Å at step 1: "
-                            "expected finite coordinates (the run has blown up: check for "
-                            "overlapping atoms, velocities or forces that are not finite, or "
-                            "lower the timestep)")
+    assert_stops_with(
+        proc,
+        "atom 100 has a non-finite position (nan, nan, nan) Å at step 1: "
+        "expected finite coordinates (the run has blown up: check for "
+        "overlapping atoms, velocities or forces that are not finite, or "
+        "lower the timestep)",
+    )
 
 
 # ---------------------------------------------------------------------------- broken models
 
+
 def test_nan_energy_stops_fix_nve_on_fcc(tmp_path, plugin):
     model = save_broken_model(tmp_path / "nan.pt", "nan")
-    proc = run_lmp(fcc_cu(model, "fix 1 all nve\nrun 10"), tmp_path, check=False,
-                   timeout=LMP_TIMEOUT)
-    assert_stops_with(proc, f"{model}: model returned a non-finite energy (nan eV) for atom 1 at "
-                            f"step 0: expected finite energies; {BROKEN_MODEL}")
+    proc = run_lmp(fcc_cu(model, "fix 1 all nve\nrun 10"), tmp_path, check=False, timeout=LMP_TIMEOUT)
+    assert_stops_with(
+        proc,
+        f"{model}: model returned a non-finite energy (nan eV) for atom 1 at "
+        f"step 0: expected finite energies; {BROKEN_MODEL}",
+    )
 
 
 NON_FINITE = {
     "nan": "model returned a non-finite energy (nan eV) for atom 1 at step 0: expected finite "
-           f"energies; {BROKEN_MODEL}",
+    f"energies; {BROKEN_MODEL}",
     "inf": "model returned a non-finite energy (-inf eV) for atom 1 at step 0: expected finite "
-           f"energies; {BROKEN_MODEL}",
+    f"energies; {BROKEN_MODEL}",
     "nan_force": "model returned a non-finite force (nan eV/Å) between atoms 1 and 2 at step 0: "
-                 f"expected finite forces; {BROKEN_MODEL}",
+    f"expected finite forces; {BROKEN_MODEL}",
 }
 
 
@@ -165,16 +177,13 @@ def test_non_finite_model_output_stops_lammps(tmp_path, plugin, mode, run):
 
 
 CONTRACT = {
-    "column": f"model returned energies of shape [2, 1]: expected [2] (one per local atom, ABI 1); "
-              f"{MODEL_FIX}",
-    "float32": "model returned energies of dtype float32: expected float64 (one per local atom, "
-               f"ABI 1); {MODEL_FIX}",
-    "int64": "model returned energies of dtype int64: expected float64 (one per local atom, "
-             f"ABI 1); {MODEL_FIX}",
+    "column": f"model returned energies of shape [2, 1]: expected [2] (one per local atom, ABI 1); {MODEL_FIX}",
+    "float32": f"model returned energies of dtype float32: expected float64 (one per local atom, ABI 1); {MODEL_FIX}",
+    "int64": f"model returned energies of dtype int64: expected float64 (one per local atom, ABI 1); {MODEL_FIX}",
     "tuple": "model returned a tuple instead of a tensor of energies: expected [2] (one per local "
-             f"atom, ABI 1); {MODEL_FIX}",
+    f"atom, ABI 1); {MODEL_FIX}",
     "raises": "the model failed on 2 atoms and 2 edges at step 0: ValueError: this toy model takes one atom at a time; "
-              "fix the model and export it again",
+    "fix the model and export it again",
 }
 
 
@@ -198,6 +207,7 @@ def test_dimer_runs_with_the_unbroken_model(tmp_path, plugin):
 
 # ---------------------------------------------------------------------------- one rank fails
 
+
 @pytest.mark.parametrize("missing_on", [0, 1, None])
 def test_model_missing_on_one_rank_stops_every_rank(tmp_path, toy, missing_on):
     """Two ranks in their own working directories (mpirun MPMD, ``-wdir``) read the relative
@@ -211,20 +221,22 @@ def test_model_missing_on_one_rank_stops_every_rank(tmp_path, toy, missing_on):
             shutil.copy(toy, folder / "toy.pt")
     (dirs[0] / "in.lmp").write_text(fcc_cu("toy.pt", "run 0"))  # rank 0 reads the input
     lmp = [LMP, "-in", "in.lmp", "-log", "none"]
-    cmd = [MPIRUN, "-np", "1", "-wdir", str(dirs[0]), *lmp, ":",
-           "-np", "1", "-wdir", str(dirs[1]), *lmp]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=LMP_TIMEOUT,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    cmd = [MPIRUN, "-np", "1", "-wdir", str(dirs[0]), *lmp, ":", "-np", "1", "-wdir", str(dirs[1]), *lmp]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=LMP_TIMEOUT, env=dict(os.environ, OMP_NUM_THREADS="1")
+    )
     output = proc.stdout + proc.stderr
     if missing_on is None:  # the control: the same MPMD launch runs when both ranks see it
         assert proc.returncode == 0, output[-3000:]
         assert re.search(r"Loop time of \S+ on 2 procs", output), output[-3000:]
         return
     assert proc.returncode != 0, output[-3000:]
-    message = ("pair_style taafs: cannot open model file 'toy.pt': expected a TorchScript file "
-               "exported by mdval (check the path in pair_coeff); on MPI rank "
-               f"{missing_on} (1 of 2 ranks failed, the others loaded the model): every rank "
-               "must see the same model file and devices")
+    message = (
+        "pair_style taafs: cannot open model file 'toy.pt': expected a TorchScript file "
+        "exported by mdval (check the path in pair_coeff); on MPI rank "
+        f"{missing_on} (1 of 2 ranks failed, the others loaded the model): every rank "
+        "must see the same model file and devices"
+    )
     line = re.compile(r"^ERROR: " + re.escape(message) + r" \(src/[\w./]+:\d+\)$", re.MULTILINE)
     assert line.search(output), output[-3000:]
     assert "Fatal error" not in output, output[-3000:]

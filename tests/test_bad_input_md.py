@@ -38,8 +38,22 @@ from mdval.md.workflow import load_workflow
 MDVAL = str(Path(sys.executable).parent / "mdval")
 FIX = "use another --out folder, or --overwrite to delete that run and start afresh"
 #: 10 NVT + 20 NVE steps of 32 Cu atoms, a frame every 10 production steps: under a second in ASE.
-TINY = ["--supercell", "2", "2", "2", "--equilibration-steps", "10", "--steps", "20", "--sample-interval", "5",
-        "--trajectory-interval", "10", "--checkpoint-interval", "10"]
+TINY = [
+    "--supercell",
+    "2",
+    "2",
+    "2",
+    "--equilibration-steps",
+    "10",
+    "--steps",
+    "20",
+    "--sample-interval",
+    "5",
+    "--trajectory-interval",
+    "10",
+    "--checkpoint-interval",
+    "10",
+]
 
 
 def cu32():
@@ -47,8 +61,14 @@ def cu32():
 
 
 def tiny_nve(**changes) -> NVESettings:
-    values = {"equilibration_steps": 10, "steps": 20, "sample_interval": 5, "trajectory_interval": 10,
-              "checkpoint_interval": 10, **changes}
+    values = {
+        "equilibration_steps": 10,
+        "steps": 20,
+        "sample_interval": 5,
+        "trajectory_interval": 10,
+        "checkpoint_interval": 10,
+        **changes,
+    }
     return NVESettings(**values)
 
 
@@ -65,36 +85,66 @@ def frame_steps(path: Path) -> list[int]:
 
 
 # ------------------------------------------------------------------------------ command line
-@pytest.mark.parametrize("argv, message", [
-    (["md", "nve", "--np", "0"], "mdval md nve: error: argument --np: must be an integer >= 1, got '0'"),
-    (["md", "nvt", "--np", "-2"], "mdval md nvt: error: argument --np: must be an integer >= 1, got '-2'"),
-    (["md", "nve", "--element", "Cux"],
-     "mdval md nve: error: argument --element: 'Cux' is not a chemical element symbol; did you mean 'Cu'?"),
-    (["md", "nve", "--steps", "0"], "mdval md nve: error: argument --steps: must be an integer >= 1, got '0'"),
-    (["md", "nve", "--timestep-fs", "0"],
-     "mdval md nve: error: argument --timestep-fs: must be a finite number > 0, got '0'"),
-    (["md", "nve", "--timestep-fs", "nan"],
-     "mdval md nve: error: argument --timestep-fs: must be a finite number > 0, got 'nan'"),
-    (["md", "npt", "--temperature-K", "-300"],
-     "mdval md npt: error: argument --temperature-K: must be a finite number > 0, got '-300'"),
-    (["md", "nve", "--supercell", "2", "0", "2"],
-     "mdval md nve: error: argument --supercell: must be an integer >= 1, got '0'"),
-    (["md", "nve", "--sample-interval", "0"],
-     "mdval md nve: error: argument --sample-interval: must be an integer >= 1, got '0'"),
-    (["md", "nve", "--equilibration-steps", "-1"],
-     "mdval md nve: error: argument --equilibration-steps: must be an integer >= 0, got '-1'"),
-    (["md", "npt", "--pressure-bar", "inf"],
-     "mdval md npt: error: argument --pressure-bar: must be a finite number, got 'inf'"),
-    (["report", "energy-conservation", "--np", "0"],
-     "mdval report energy-conservation: error: argument --np: must be an integer >= 1, got '0'"),
-    (["report", "energy-conservation", "--max-drift", "-0.5"],
-     "mdval report energy-conservation: error: argument --max-drift: must be a finite number >= 0, got '-0.5'"),
-    (["report", "energy-conservation", "--timesteps-fs", "1", "0"],
-     "mdval report energy-conservation: error: argument --timesteps-fs: must be a finite number > 0, got '0'"),
-    (["compare", "w.toml", "--jobs", "0"], "mdval compare: error: argument --jobs: must be an integer >= 1, got '0'"),
-    (["data", "generate", "--element", "Cux", "--out", "x.xyz"],
-     "mdval data generate: error: argument --element: 'Cux' is not a chemical element symbol; did you mean 'Cu'?"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["md", "nve", "--np", "0"], "mdval md nve: error: argument --np: must be an integer >= 1, got '0'"),
+        (["md", "nvt", "--np", "-2"], "mdval md nvt: error: argument --np: must be an integer >= 1, got '-2'"),
+        (
+            ["md", "nve", "--element", "Cux"],
+            "mdval md nve: error: argument --element: 'Cux' is not a chemical element symbol; did you mean 'Cu'?",
+        ),
+        (["md", "nve", "--steps", "0"], "mdval md nve: error: argument --steps: must be an integer >= 1, got '0'"),
+        (
+            ["md", "nve", "--timestep-fs", "0"],
+            "mdval md nve: error: argument --timestep-fs: must be a finite number > 0, got '0'",
+        ),
+        (
+            ["md", "nve", "--timestep-fs", "nan"],
+            "mdval md nve: error: argument --timestep-fs: must be a finite number > 0, got 'nan'",
+        ),
+        (
+            ["md", "npt", "--temperature-K", "-300"],
+            "mdval md npt: error: argument --temperature-K: must be a finite number > 0, got '-300'",
+        ),
+        (
+            ["md", "nve", "--supercell", "2", "0", "2"],
+            "mdval md nve: error: argument --supercell: must be an integer >= 1, got '0'",
+        ),
+        (
+            ["md", "nve", "--sample-interval", "0"],
+            "mdval md nve: error: argument --sample-interval: must be an integer >= 1, got '0'",
+        ),
+        (
+            ["md", "nve", "--equilibration-steps", "-1"],
+            "mdval md nve: error: argument --equilibration-steps: must be an integer >= 0, got '-1'",
+        ),
+        (
+            ["md", "npt", "--pressure-bar", "inf"],
+            "mdval md npt: error: argument --pressure-bar: must be a finite number, got 'inf'",
+        ),
+        (
+            ["report", "energy-conservation", "--np", "0"],
+            "mdval report energy-conservation: error: argument --np: must be an integer >= 1, got '0'",
+        ),
+        (
+            ["report", "energy-conservation", "--max-drift", "-0.5"],
+            "mdval report energy-conservation: error: argument --max-drift: must be a finite number >= 0, got '-0.5'",
+        ),
+        (
+            ["report", "energy-conservation", "--timesteps-fs", "1", "0"],
+            "mdval report energy-conservation: error: argument --timesteps-fs: must be a finite number > 0, got '0'",
+        ),
+        (
+            ["compare", "w.toml", "--jobs", "0"],
+            "mdval compare: error: argument --jobs: must be an integer >= 1, got '0'",
+        ),
+        (
+            ["data", "generate", "--element", "Cux", "--out", "x.xyz"],
+            "mdval data generate: error: argument --element: 'Cux' is not a chemical element symbol; did you mean 'Cu'?",
+        ),
+    ],
+)
 def test_bad_option_values_get_one_line_naming_option_value_and_rule(argv, message, capsys):
     assert last_error_line(argv, capsys) == message
 
@@ -120,8 +170,10 @@ def _help_blocks(parser: argparse.ArgumentParser) -> dict[str, str]:
     return blocks
 
 
-@pytest.mark.parametrize("names", [("md", "nve"), ("md", "nvt"), ("md", "npt"), ("run",),
-                                   ("report", "energy-conservation"), ("compare",), ("demo",)])
+@pytest.mark.parametrize(
+    "names",
+    [("md", "nve"), ("md", "nvt"), ("md", "npt"), ("run",), ("report", "energy-conservation"), ("compare",), ("demo",)],
+)
 def test_help_shows_every_default_exactly_once(names):
     parser = _subparser(build_parser(), *names)
     blocks = _help_blocks(parser)
@@ -137,8 +189,14 @@ def test_help_shows_every_default_exactly_once(names):
 
 def test_units_are_in_the_help_of_md():
     blocks = _help_blocks(_subparser(build_parser(), "md", "npt"))
-    for option, unit in (("--timestep-fs", "in fs"), ("--temperature-K", "in K"), ("--a-A", "in Å"),
-                         ("--pressure-bar", "in bar"), ("--warmup-ps", "in ps"), ("--min-distance-A", "in Å")):
+    for option, unit in (
+        ("--timestep-fs", "in fs"),
+        ("--temperature-K", "in K"),
+        ("--a-A", "in Å"),
+        ("--pressure-bar", "in bar"),
+        ("--warmup-ps", "in ps"),
+        ("--min-distance-A", "in Å"),
+    ):
         assert unit in blocks[option].split(" ", 1)[1], blocks[option]
 
 
@@ -177,28 +235,63 @@ def write_workflow(folder: Path, old: str = "", new: str = "") -> Path:
     return path
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ('element = "Cu"', 'elment = "Cu"',
-     "unknown key 'elment' in [system] of {path}; valid: a_A, c_A, cubic, element, lattice, supercell"),
-    ("min_distance_A = 1.0", "min_distance = 1.0", "unknown key 'min_distance' in [limits] of {path}; valid: "
-     "check_interval, max_volume_change, min_distance_A, temperature_limit_factor"),
-    ("timestep_fs = 1.0", "time_step_fs = 1.0", "unknown key 'time_step_fs' in [defaults] of {path}; valid: "),
-    ("steps = 20", "steps = 20\npressure_bar = 1.0", "unknown key 'pressure_bar' in [[protocol]] #1 "
-     '(kind = "nve") of {path}; valid: '),
-    ('ase = "emt:Cu"', 'ase = "emt:Cu"\nase_engine = "emt:Cu"',
-     "unknown key 'ase_engine' in [reference] of {path}; valid: ase, lammps"),
-    ('name = "tiny"', 'name = "tiny"\nengine = ["ase"]', "unknown key 'engine' in the top level of {path}; valid: "),
-    ("steps = 20", 'steps = "20"',
-     '[[protocol]] #1 (kind = "nve") of {path}: NVESettings.steps must be an integer >= 1, got \'20\''),
-    ("timestep_fs = 1.0", 'timestep_fs = "1"',
-     '[[protocol]] #1 (kind = "nve") of {path}: NVESettings.timestep_fs must be a number > 0, got \'1\''),
-    ('element = "Cu"', 'element = "Cux"',
-     "[system] of {path}: element 'Cux' is not a chemical element symbol; did you mean 'Cu'?"),
-    ("supercell = [2, 2, 2]", "supercell = [2, 0]",
-     "[system] of {path}: supercell must be three integers >= 1, got [2, 0]"),
-    ("engines = [\"ase\"]", "engines = [\"ase\"]\nnp = 0",
-     "np in {path} must be an integer >= 1 (MPI ranks per LAMMPS run), got 0"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            'element = "Cu"',
+            'elment = "Cu"',
+            "unknown key 'elment' in [system] of {path}; valid: a_A, c_A, cubic, element, lattice, supercell",
+        ),
+        (
+            "min_distance_A = 1.0",
+            "min_distance = 1.0",
+            "unknown key 'min_distance' in [limits] of {path}; valid: "
+            "check_interval, max_volume_change, min_distance_A, temperature_limit_factor",
+        ),
+        ("timestep_fs = 1.0", "time_step_fs = 1.0", "unknown key 'time_step_fs' in [defaults] of {path}; valid: "),
+        (
+            "steps = 20",
+            "steps = 20\npressure_bar = 1.0",
+            "unknown key 'pressure_bar' in [[protocol]] #1 (kind = \"nve\") of {path}; valid: ",
+        ),
+        (
+            'ase = "emt:Cu"',
+            'ase = "emt:Cu"\nase_engine = "emt:Cu"',
+            "unknown key 'ase_engine' in [reference] of {path}; valid: ase, lammps",
+        ),
+        (
+            'name = "tiny"',
+            'name = "tiny"\nengine = ["ase"]',
+            "unknown key 'engine' in the top level of {path}; valid: ",
+        ),
+        (
+            "steps = 20",
+            'steps = "20"',
+            "[[protocol]] #1 (kind = \"nve\") of {path}: NVESettings.steps must be an integer >= 1, got '20'",
+        ),
+        (
+            "timestep_fs = 1.0",
+            'timestep_fs = "1"',
+            "[[protocol]] #1 (kind = \"nve\") of {path}: NVESettings.timestep_fs must be a number > 0, got '1'",
+        ),
+        (
+            'element = "Cu"',
+            'element = "Cux"',
+            "[system] of {path}: element 'Cux' is not a chemical element symbol; did you mean 'Cu'?",
+        ),
+        (
+            "supercell = [2, 2, 2]",
+            "supercell = [2, 0]",
+            "[system] of {path}: supercell must be three integers >= 1, got [2, 0]",
+        ),
+        (
+            'engines = ["ase"]',
+            'engines = ["ase"]\nnp = 0',
+            "np in {path} must be an integer >= 1 (MPI ranks per LAMMPS run), got 0",
+        ),
+    ],
+)
 def test_workflow_mistakes_get_one_line(tmp_path, capsys, old, new, message):
     path = write_workflow(tmp_path, old, new)
     expected = message.format(path=path)
@@ -216,8 +309,10 @@ def test_workflow_mistakes_get_one_line(tmp_path, capsys, old, new, message):
 def test_workflow_model_pattern_that_matches_nothing_is_an_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     path = write_workflow(tmp_path, "models = []", 'models = ["zoo/*.pt"]')
-    message = (f"models entry 'zoo/*.pt' in {path} matches no file, neither in {tmp_path} nor in {tmp_path}; "
-               "fix the path or remove it from models")
+    message = (
+        f"models entry 'zoo/*.pt' in {path} matches no file, neither in {tmp_path} nor in {tmp_path}; "
+        "fix the path or remove it from models"
+    )
     with pytest.raises(FileNotFoundError, match=re.escape(message)):
         load_workflow(path)
     assert main(["run", str(path)]) == 2
@@ -230,21 +325,41 @@ def test_md_refuses_a_folder_that_holds_another_run_and_overwrite_starts_afresh(
     assert main(["md", "nve", "--reference", "emt:Cu", *TINY, "--out", str(out)]) == 0
     before = {name: (out / name).read_bytes() for name in (res.THERMO_FILE, res.RESULTS_FILE, res.TRAJECTORY_FILE)}
     capsys.readouterr()
-    assert main(["md", "nve", "--reference", "emt:Cu", *TINY, "--timestep-fs", "2", "--seed", "3",
-                 "--out", str(out)]) == 2
-    assert capsys.readouterr().err == (f"mdval: error: {out} holds another run (timestep_fs: given 2.0, stored 1.0; "
-                                       f"seed: given 3, stored 0); {FIX}\n")
+    assert (
+        main(["md", "nve", "--reference", "emt:Cu", *TINY, "--timestep-fs", "2", "--seed", "3", "--out", str(out)]) == 2
+    )
+    assert capsys.readouterr().err == (
+        f"mdval: error: {out} holds another run (timestep_fs: given 2.0, stored 1.0; seed: given 3, stored 0); {FIX}\n"
+    )
     assert {name: (out / name).read_bytes() for name in before} == before  # nothing lost
     # --no-resume is --overwrite: the old run is deleted, the new one runs from step 0
-    assert main(["md", "nve", "--reference", "emt:Cu", *TINY, "--timestep-fs", "2", "--seed", "3", "--no-resume",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "md",
+                "nve",
+                "--reference",
+                "emt:Cu",
+                *TINY,
+                "--timestep-fs",
+                "2",
+                "--seed",
+                "3",
+                "--no-resume",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     saved = json.loads((out / res.RESULTS_FILE).read_text())
     assert saved["status"] == "completed" and saved["provenance"]["resumed_from_step"] is None
     assert saved["settings"]["timestep_fs"] == 2.0 and saved["settings"]["seed"] == 3
     assert res.read_thermo(out / res.THERMO_FILE)["time_ps"][-1] == pytest.approx(30 * 0.002)
     # the same command again is the same run: it resumes (here: is already finished)
-    assert main(["md", "nve", "--reference", "emt:Cu", *TINY, "--timestep-fs", "2", "--seed", "3",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["md", "nve", "--reference", "emt:Cu", *TINY, "--timestep-fs", "2", "--seed", "3", "--out", str(out)]) == 0
+    )
     assert json.loads((out / res.RESULTS_FILE).read_text())["provenance"]["resumed_from_step"] == 30
 
 
@@ -258,8 +373,12 @@ def test_every_part_of_the_identity_is_checked(tmp_path):
     a = export(small_model(seed=0), tmp_path / "a.pt", {"optimizer": "none"})
     b = export(small_model(seed=1), tmp_path / "b.pt", {"optimizer": "none"})
     cases = [
-        (cu32().repeat((1, 1, 2)), "emt:Cu", tiny_nve(), "system: given Cu64 in a 7.22 x 7.22 x 14.44 Å cell, "
-                                                         "stored Cu32 in a 7.22 x 7.22 x 7.22 Å cell"),
+        (
+            cu32().repeat((1, 1, 2)),
+            "emt:Cu",
+            tiny_nve(),
+            "system: given Cu64 in a 7.22 x 7.22 x 14.44 Å cell, stored Cu32 in a 7.22 x 7.22 x 7.22 Å cell",
+        ),
         (cu32(), "emt:Cu", tiny_nve(thermostat="bussi"), "thermostat: given bussi, stored langevin"),
         (cu32(), "emt:Cu", tiny_nve(equilibration_steps=20), "equilibration_steps: given 20, stored 10"),
         (cu32(), "emt:Cu", tiny_nve(limits={"min_distance_A": 1.0}), "limits.min_distance_A: given 1.0, stored 0.5"),
@@ -270,14 +389,19 @@ def test_every_part_of_the_identity_is_checked(tmp_path):
             run_ase(atoms, potential, settings, out)
     model_out = tmp_path / "model"
     run_ase(cu32(), str(a), tiny_nve(steps=5, trajectory_interval=5), model_out)
-    difference = (f"potential: given b.pt (sha256 {res.sha256_file(b)[:12]}), "
-                  f"stored a.pt (sha256 {res.sha256_file(a)[:12]})")
+    difference = (
+        f"potential: given b.pt (sha256 {res.sha256_file(b)[:12]}), stored a.pt (sha256 {res.sha256_file(a)[:12]})"
+    )
     with pytest.raises(run_folder.RunFolderError, match=re.escape(f"{model_out} holds another run ({difference}); ")):
         run_ase(cu32(), str(b), tiny_nve(steps=5, trajectory_interval=5), model_out)
     # the engine is part of it too: LAMMPS into an ASE folder
-    with pytest.raises(run_folder.RunFolderError, match=re.escape(
+    with pytest.raises(
+        run_folder.RunFolderError,
+        match=re.escape(
             f"{out} holds another run (engine: given lammps, stored ase; potential: given lammps:Cu_u3.eam, "
-            f"stored emt:Cu); {FIX}")):
+            f"stored emt:Cu); {FIX}"
+        ),
+    ):
         run_lammps(cu32(), "lammps:Cu_u3.eam", tiny_nve(), out)
     assert json.loads((out / res.RESULTS_FILE).read_text())["status"] == "completed"  # still the first run
 
@@ -285,8 +409,10 @@ def test_every_part_of_the_identity_is_checked(tmp_path):
 def test_a_run_cannot_be_shortened(tmp_path):
     out = tmp_path / "run"
     run_ase(cu32(), "emt:Cu", tiny_nve(), out)
-    message = (f"{out} already holds 30 steps of this run (20 production), more than the 20 asked for (steps = 10); "
-               "give steps >= 20, or --overwrite to start afresh")
+    message = (
+        f"{out} already holds 30 steps of this run (20 production), more than the 20 asked for (steps = 10); "
+        "give steps >= 20, or --overwrite to start afresh"
+    )
     with pytest.raises(run_folder.RunFolderError, match=re.escape(message)):
         run_ase(cu32(), "emt:Cu", tiny_nve(steps=10), out)
 
@@ -297,8 +423,9 @@ def test_a_killed_extension_leaves_no_stale_results(tmp_path):
     assert json.loads((out / res.RESULTS_FILE).read_text())["steps_done"] == 30
     # --steps 20 -> 3000: long enough that the kill lands mid-run even on a loaded machine
     longer = [a if a != "20" else "3000" for a in TINY]
-    proc = subprocess.Popen([MDVAL, "md", "nve", "--reference", "emt:Cu", *longer, "--out", str(out)],
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [MDVAL, "md", "nve", "--reference", "emt:Cu", *longer, "--out", str(out)], stdout=subprocess.DEVNULL
+    )
 
     def checkpoint_step() -> int:
         try:
@@ -365,13 +492,16 @@ def test_two_runs_never_share_a_folder(tmp_path, capsys):
     identity = run_folder.identity(cu32(), res.Potential.resolve("emt:Cu"), tiny_nve(), "ase")
     with run_folder.claim(out, identity, resume=True):  # as a run in another process would
         assert main(["md", "nve", "--reference", "emt:Cu", *TINY, "--out", str(out)]) == 2
-    assert capsys.readouterr().err == (f"mdval: error: {out} is in use by another mdval run (PID {os.getpid()}); "
-                                       "wait for it to end or stop it, or use another --out folder\n")
+    assert capsys.readouterr().err == (
+        f"mdval: error: {out} is in use by another mdval run (PID {os.getpid()}); "
+        "wait for it to end or stop it, or use another --out folder\n"
+    )
     assert not run_folder.outputs(out)
 
 
 def test_workflow_reruns_resume_and_an_edited_spec_runs_afresh(tmp_path, capsys):
-    from mdval.report.compare import run_compare
+    from mdval.md.matrix import run_matrix
+    from mdval.md.workflow import load_workflow
 
     path = write_workflow(tmp_path)
     assert main(["run", str(path)]) == 0
@@ -391,8 +521,11 @@ def test_workflow_reruns_resume_and_an_edited_spec_runs_afresh(tmp_path, capsys)
     thermo = (run_dir / res.THERMO_FILE).read_text().splitlines()
     assert thermo[1].startswith("0,") and len(thermo) == len(before.decode().splitlines())  # one run, not two
     logged = []
-    run_compare(write_workflow(tmp_path, "timestep_fs = 1.0", "timestep_fs = 0.5"), out_dir=tmp_path / "report",
-                progress=False, log=logged.append)
+    run_matrix(
+        load_workflow(write_workflow(tmp_path, "timestep_fs = 1.0", "timestep_fs = 0.5")),
+        progress=False,
+        log=logged.append,
+    )
     assert any("(timestep_fs: given 0.5, stored 2.0): out of date, running it afresh" in m for m in logged)
     assert json.loads((run_dir / res.RESULTS_FILE).read_text())["settings"]["timestep_fs"] == 0.5
 
@@ -415,10 +548,34 @@ def processes_in(folder: Path) -> list[str]:
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_sigkill_of_mdval_takes_lmp_with_it(tmp_path, ranks):
     out = tmp_path / "run"
-    proc = subprocess.Popen([MDVAL, "md", "nve", "--engine", "lammps", "--np", str(ranks), "--reference",
-                             "lammps:Cu_u3.eam", "--supercell", "2", "2", "2", "--steps", "100000000",
-                             "--sample-interval", "100000", "--trajectory-interval", "10000000",
-                             "--checkpoint-interval", "10000000", "--out", str(out)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            MDVAL,
+            "md",
+            "nve",
+            "--engine",
+            "lammps",
+            "--np",
+            str(ranks),
+            "--reference",
+            "lammps:Cu_u3.eam",
+            "--supercell",
+            "2",
+            "2",
+            "2",
+            "--steps",
+            "100000000",
+            "--sample-interval",
+            "100000",
+            "--trajectory-interval",
+            "10000000",
+            "--checkpoint-interval",
+            "10000000",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 60
         while sum("lammps/lmp " in c for c in processes_in(out)) < ranks and time.time() < deadline:

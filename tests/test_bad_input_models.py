@@ -40,10 +40,12 @@ def exactly(message: str) -> str:
 
 def nan_message(path: Path, n_bad: int, shown: str, where: str = "") -> str:
     """The error for NaN or inf results on ``n_bad`` of 8 atoms, listed as ``shown``."""
-    return (f"{path} returned NaN or inf energies or forces{where} for {n_bad} of 8 atoms "
-            f"(atom {shown}): the model file is broken (export it again) or the structure is "
-            "outside what the model can handle (atoms too close together, or far from its "
-            "training data)")
+    return (
+        f"{path} returned NaN or inf energies or forces{where} for {n_bad} of 8 atoms "
+        f"(atom {shown}): the model file is broken (export it again) or the structure is "
+        "outside what the model can handle (atoms too close together, or far from its "
+        "training data)"
+    )
 
 
 MODES = ("nan", "nan_on_ni", "nan_force", "column", "float32", "int64", "all_nodes", "raises")
@@ -52,8 +54,9 @@ MODES = ("nan", "nan_on_ni", "nan_force", "column", "float32", "int64", "all_nod
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("broken_models")
-    paths = {mode: export(BrokenOutput(small_model(type_names=("Cu", "Ni")), mode), root / f"{mode}.pt")
-             for mode in MODES}  # the modes of tests/broken_models.py that Python must refuse
+    paths = {
+        mode: export(BrokenOutput(small_model(type_names=("Cu", "Ni")), mode), root / f"{mode}.pt") for mode in MODES
+    }  # the modes of tests/broken_models.py that Python must refuse
     paths["tuple"] = export(TupleOutput(small_model()), root / "tuple.pt")
     paths["good"] = export(small_model(type_names=("Cu", "Ni")), root / "good.pt")
     return paths
@@ -124,21 +127,23 @@ def test_nan_forces_with_finite_energies_are_caught(models, data, tmp_path, caps
 
 
 # --------------------------------------------------------------------------- output contract
-@pytest.mark.parametrize("mode, shape, dtype", [("column", (1, 1), "float64"),
-                                                ("float32", (1,), "float32"),
-                                                ("int64", (1,), "int64"),
-                                                ("tuple", None, "tuple")])
-def test_wrong_output_shape_or_dtype_is_refused_at_load(models, data, tmp_path, capsys, mode, shape,
-                                                        dtype):
+@pytest.mark.parametrize(
+    "mode, shape, dtype",
+    [("column", (1, 1), "float64"), ("float32", (1,), "float32"), ("int64", (1,), "int64"), ("tuple", None, "tuple")],
+)
+def test_wrong_output_shape_or_dtype_is_refused_at_load(models, data, tmp_path, capsys, mode, shape, dtype):
     """load() evaluates one atom as a probe, so ASE and `mdval test` refuse the file before any run."""
     path = models[mode]
     message = f"{path}: {abi.energies_contract_error(shape, dtype, 1)}"
-    problem = {"column": "energies of shape [1, 1]: expected [1]",
-               "tuple": "a tuple instead of a tensor of energies: expected [1]"}.get(
-                   mode, f"energies of dtype {dtype}: expected float64")
-    assert message == (f"{path}: model returned {problem} (one per local atom, ABI 1); forward() "
-                       "must return one float64 energy (eV) per local atom: fix the model and "
-                       "export it again")
+    problem = {
+        "column": "energies of shape [1, 1]: expected [1]",
+        "tuple": "a tuple instead of a tensor of energies: expected [1]",
+    }.get(mode, f"energies of dtype {dtype}: expected float64")
+    assert message == (
+        f"{path}: model returned {problem} (one per local atom, ABI 1); forward() "
+        "must return one float64 energy (eV) per local atom: fix the model and "
+        "export it again"
+    )
     with pytest.raises(ModelFileError, match=exactly(message)):
         Calculator(path)
     code, lines, out = mdval_test(path, data, tmp_path, capsys)
@@ -152,8 +157,9 @@ def test_wrong_output_shape_in_a_call_is_refused(models):
     assert np.isfinite(Calculator(path, chunk=None).get_forces(atoms)).all()
     calc = Calculator(path, chunk=2)
     first_chunk_edges = int((calc.inputs(atoms).edge_index[0] < 2).sum())
-    with pytest.raises(ModelFileError, match=exactly(
-            f"{path}: {abi.energies_contract_error((2 + first_chunk_edges,), 'float64', 2)}")):
+    with pytest.raises(
+        ModelFileError, match=exactly(f"{path}: {abi.energies_contract_error((2 + first_chunk_edges,), 'float64', 2)}")
+    ):
         calc.get_potential_energy(atoms)
 
 
@@ -161,8 +167,10 @@ def test_a_failing_forward_is_one_line(models, data, tmp_path, capsys):
     path = models["raises"]
 
     def message(n_atoms: int, n_edges: int) -> str:
-        return (f"{path}: model evaluation failed on {n_atoms} atoms and {n_edges} edges: ValueError: "
-                "this toy model takes one atom at a time")
+        return (
+            f"{path}: model evaluation failed on {n_atoms} atoms and {n_edges} edges: ValueError: "
+            "this toy model takes one atom at a time"
+        )
 
     calc = Calculator(path)
     n_edges = calc.inputs(cuni()).edge_index.shape[1]
@@ -175,16 +183,19 @@ def test_a_failing_forward_is_one_line(models, data, tmp_path, capsys):
 
 
 @pytest.mark.lammps
-@pytest.mark.parametrize("mode, dtype", [("column", "float64"), ("float32", "float32"),
-                                         ("int64", "int64"), ("tuple", "tuple")])
+@pytest.mark.parametrize(
+    "mode, dtype", [("column", "float64"), ("float32", "float32"), ("int64", "int64"), ("tuple", "tuple")]
+)
 def test_lmp_words_a_broken_output_as_python_does(models, tmp_path, mode, dtype):
     from mdval.deploy import lammps_plugin
 
     lammps_plugin.build()
     n = 4  # one fcc cell
-    script = ("units metal\nlattice fcc 3.61\nregion box block 0 1 0 1 0 1\ncreate_box 1 box\n"
-              "create_atoms 1 box\nmass 1 63.546\npair_style taafs\n"
-              f"pair_coeff * * {models[mode]} Cu\nrun 0\n")
+    script = (
+        "units metal\nlattice fcc 3.61\nregion box block 0 1 0 1 0 1\ncreate_box 1 box\n"
+        "create_atoms 1 box\nmass 1 63.546\npair_style taafs\n"
+        f"pair_coeff * * {models[mode]} Cu\nrun 0\n"
+    )
     proc = run_lmp(script, tmp_path, check=False, timeout=120)
     shape = {"column": (n, 1), "tuple": None}.get(mode, (n,))
     errors = [line for line in (proc.stdout + proc.log).splitlines() if line.startswith("ERROR")]
@@ -196,14 +207,26 @@ def test_lmp_words_a_broken_output_as_python_does(models, tmp_path, mode, dtype)
 def _save_toy(path: Path, n_types: int, type_names: list[str]) -> Path:
     """A TorchScript model that does not declare its elements (ToyManyBody), with metadata naming
     ``type_names``; it holds parameters for ``n_types`` elements."""
-    meta = {"abi": 1, "cutoff": 4.5, "type_names": type_names, "compute_dtype": "float64",
-            "architecture": "toy_many_body", "activation": "sqrt", "optimizer": "none",
-            "training_data": {}, "metrics": {}, "mdval_version": "test",
-            "created": "1970-01-01T00:00:00Z"}
+    meta = {
+        "abi": 1,
+        "cutoff": 4.5,
+        "type_names": type_names,
+        "compute_dtype": "float64",
+        "architecture": "toy_many_body",
+        "activation": "sqrt",
+        "optimizer": "none",
+        "training_data": {},
+        "metrics": {},
+        "mdval_version": "test",
+        "created": "1970-01-01T00:00:00Z",
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.script(ToyManyBody(4.5, n_types)), str(path),
-                       _extra_files={abi.METADATA_FILENAME: json.dumps(meta)})
+        torch.jit.save(
+            torch.jit.script(ToyManyBody(4.5, n_types)),
+            str(path),
+            _extra_files={abi.METADATA_FILENAME: json.dumps(meta)},
+        )
     return path
 
 
@@ -214,11 +237,14 @@ def test_metadata_type_names_must_match_the_network(tmp_path, data, capsys):
         (("Cu", "Ni"), ["Ni", "Cu"], "float32"),  # swapped, inside the float32 wrapper
     ]
     for k, (network, names, dtype) in enumerate(cases):
-        path = export(small_model(type_names=network), tmp_path / f"m{k}.pt", {"type_names": names},
-                      compute_dtype=dtype)
-        message = (f"{path}: metadata type_names {names} do not match the type_names the network "
-                   f"was built with, {list(network)}; the metadata was edited or written wrongly: "
-                   f"{REEXPORT}")
+        path = export(
+            small_model(type_names=network), tmp_path / f"m{k}.pt", {"type_names": names}, compute_dtype=dtype
+        )
+        message = (
+            f"{path}: metadata type_names {names} do not match the type_names the network "
+            f"was built with, {list(network)}; the metadata was edited or written wrongly: "
+            f"{REEXPORT}"
+        )
         with pytest.raises(ModelFileError, match=exactly(message)):
             load(path)
         with pytest.raises(ModelFileError, match=exactly(message)):
@@ -243,9 +269,13 @@ def test_type_names_of_a_network_that_does_not_declare_them(tmp_path):
 
 def test_repeated_type_names_are_refused(tmp_path):
     path = _save_toy(tmp_path / "twice.pt", 2, ["Cu", "Cu"])
-    with pytest.raises(ModelFileError, match=exactly(
+    with pytest.raises(
+        ModelFileError,
+        match=exactly(
             f"{path}: metadata type_names ['Cu', 'Cu'] name Cu more than once; each element must have "
-            f"one species index: {REEXPORT}")):
+            f"one species index: {REEXPORT}"
+        ),
+    ):
         load(path)
 
 
@@ -260,10 +290,14 @@ def test_periodic_direction_without_a_cell_is_an_input_error(models):
     positions = [[0.0, 0.0, 0.0], [2.5, 0.0, 0.0]]
     for cell in (np.zeros((3, 3)), [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 0.0]]):
         atoms = Atoms("Cu2", positions=positions, cell=cell, pbc=True)
-        with pytest.raises(AtomsInputError, match=exactly(
+        with pytest.raises(
+            AtomsInputError,
+            match=exactly(
                 "the cell vectors along periodic directions [0, 1, 2] are zero or linearly "
                 f"dependent (cell = {np.asarray(cell, dtype=float).tolist()}); give a proper cell "
-                "or set pbc=False")):
+                "or set pbc=False"
+            ),
+        ):
             calc.get_potential_energy(atoms)
     flat = Atoms("Cu2", positions=positions, cell=np.diag([3.0, 3.0, 0.0]), pbc=(True, True, False))
     assert np.isfinite(calc.get_potential_energy(flat))
@@ -272,10 +306,14 @@ def test_periodic_direction_without_a_cell_is_an_input_error(models):
 def test_a_cell_smaller_than_the_atom_names_its_closest_image(models):
     calc = Calculator(models["good"])
     atoms = Atoms("Cu", positions=[[0.0, 0.0, 0.0]], cell=np.diag([0.01, 3.0, 3.0]), pbc=True)
-    with pytest.raises(AtomsInputError, match=exactly(
+    with pytest.raises(
+        AtomsInputError,
+        match=exactly(
             "atom 0 and its own periodic image are 0.010 Å apart, closer than MIN_SEPARATION = 0.1 Å: "
             "the cell is too small along a periodic direction; fix the cell (Å) or set pbc=False along "
-            "that direction")):
+            "that direction"
+        ),
+    ):
         calc.get_potential_energy(atoms)
 
 
@@ -286,10 +324,14 @@ def test_lmp_refuses_type_names_that_do_not_match_the_network(tmp_path):
 
     lammps_plugin.build()
     path = export(small_model(type_names=("Cu", "Ni")), tmp_path / "swapped.pt", {"type_names": ["Ni", "Cu"]})
-    script = ("units metal\nlattice fcc 3.61\nregion box block 0 1 0 1 0 1\ncreate_box 1 box\n"
-              f"create_atoms 1 box\nmass 1 63.546\npair_style taafs\npair_coeff * * {path} Cu\nrun 0\n")
+    script = (
+        "units metal\nlattice fcc 3.61\nregion box block 0 1 0 1 0 1\ncreate_box 1 box\n"
+        f"create_atoms 1 box\nmass 1 63.546\npair_style taafs\npair_coeff * * {path} Cu\nrun 0\n"
+    )
     proc = run_lmp(script, tmp_path, check=False, timeout=120)
     errors = [line for line in (proc.stdout + proc.log).splitlines() if line.startswith("ERROR")]
     assert proc.returncode != 0 and errors, proc.stdout[-2000:]
-    assert (f"pair_style taafs: {path}: metadata type_names ['Ni', 'Cu'] do not match the type_names the network "
-            f"was built with, ['Cu', 'Ni']; the metadata was edited or written wrongly: {REEXPORT}") in errors[0]
+    assert (
+        f"pair_style taafs: {path}: metadata type_names ['Ni', 'Cu'] do not match the type_names the network "
+        f"was built with, ['Cu', 'Ni']; the metadata was edited or written wrongly: {REEXPORT}"
+    ) in errors[0]

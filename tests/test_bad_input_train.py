@@ -17,9 +17,11 @@ from test_train import write_config, write_emt_data
 from mdval.cli import build_parser
 from mdval.cli import main as mdval_main
 
-RESUME_ALLOWED = ("training.epochs, max_time_min, early_stopping_patience, checkpoint_every, readout_refit, "
-                  "readout_ridge, val_batch_size, progress, optimizer.verbose, data.name, data.format, "
-                  "data.generate and the data files' paths")
+RESUME_ALLOWED = (
+    "training.epochs, max_time_min, early_stopping_patience, checkpoint_every, readout_refit, "
+    "readout_ridge, val_batch_size, progress, optimizer.verbose, data.name, data.format, "
+    "data.generate and the data files' paths"
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,47 +43,77 @@ def _error_line(argv, capsys) -> str:
     assert code == 2, (argv, out, err)
     assert err.endswith("\n") and err.count("\n") == 1, err
     assert err.startswith("mdval: error: "), err
-    return err[len("mdval: error: "):-1]
+    return err[len("mdval: error: ") : -1]
 
 
 # --------------------------------------------------------------------------- config values
 
 FILE_VALUES = [  # (sections written into the TOML file, the message after "<config path>: ")
-    ({"learning_rate": {"start_lr": "1e-3"}},
-     "learning_rate.start_lr must be a number > 0, got the text '1e-3'; write start_lr = 0.001 instead"),
-    ({"loss": {"label_scale": "10"}},
-     "loss.label_scale must be a number > 0 (a power of ten; 1 = off), got the text '10'; "
-     "write label_scale = 10.0 instead"),
-    ({"model": {"cutoff": "5.0"}},
-     "model.cutoff must be a number > 0 (Å), got the text '5.0'; write cutoff = 5.0 instead"),
-    ({"model": {"embedding": [4, "8"]}},
-     'model.embedding must be a list of whole numbers >= 1 (layer widths), got [4, "8"]; '
-     "write embedding = [4, 8] instead"),
-    ({"model": {"descriptor_centering": 1}},
-     "model.descriptor_centering must be true or false, got 1; e.g. descriptor_centering = true"),
+    (
+        {"learning_rate": {"start_lr": "1e-3"}},
+        "learning_rate.start_lr must be a number > 0, got the text '1e-3'; write start_lr = 0.001 instead",
+    ),
+    (
+        {"loss": {"label_scale": "10"}},
+        "loss.label_scale must be a number > 0 (a power of ten; 1 = off), got the text '10'; "
+        "write label_scale = 10.0 instead",
+    ),
+    (
+        {"model": {"cutoff": "5.0"}},
+        "model.cutoff must be a number > 0 (Å), got the text '5.0'; write cutoff = 5.0 instead",
+    ),
+    (
+        {"model": {"embedding": [4, "8"]}},
+        'model.embedding must be a list of whole numbers >= 1 (layer widths), got [4, "8"]; '
+        "write embedding = [4, 8] instead",
+    ),
+    (
+        {"model": {"descriptor_centering": 1}},
+        "model.descriptor_centering must be true or false, got 1; e.g. descriptor_centering = true",
+    ),
     ({"training": {"epochs": True}}, "training.epochs must be a whole number >= 1, got true; e.g. epochs = 100"),
     ({"training": {"epochs": 2.5}}, "training.epochs must be a whole number >= 1, got 2.5; e.g. epochs = 100"),
-    ({"training": {"batch_size": 0}},
-     "training.batch_size must be a whole number >= 1 (frames), got 0; e.g. batch_size = 1"),
-    ({"training": {"max_time_min": -1.0}},
-     "training.max_time_min must be a number >= 0 (minutes; 0 = no time limit), got -1.0; e.g. max_time_min = 15.0"),
-    ({"training": {"val_batch_size": 0}},
-     "training.val_batch_size must be a whole number >= 1 (frames), got 0; e.g. val_batch_size = 8"),
-    ({"training": {"progress": "no"}},
-     "training.progress must be true or false, got the text 'no'; e.g. progress = true"),
-    ({"optimizer": {"name": "adam", "clip_grad_norm": -1.0}},
-     "optimizer.clip_grad_norm must be a number >= 0 (0 = no clipping), got -1.0; e.g. clip_grad_norm = 10.0"),
-    ({"optimizer": {"name": "adam", "beta2": 1.0}},
-     "optimizer.beta2 must be a number in [0, 1), got 1.0; e.g. beta2 = 0.999"),
-    ({"optimizer": {"name": "rlekf", "lambda0": 0.0}},
-     "optimizer.lambda0 must be a number in (0, 1] (1 = no forgetting), got 0.0; e.g. lambda0 = 0.98"),
-    ({"loss": {"start_pref_f": -1000.0}},
-     "loss.start_pref_f must be a number >= 0, got -1000.0; e.g. start_pref_f = 1000.0"),
-    ({"data": {"stat_frames": 0}},
-     "data.stat_frames must be a whole number >= 1 (frames), got 0; e.g. stat_frames = 100"),
-    ({"data": {"fractions": [0.5, 0.6]}},
-     "data.fractions must be three numbers in [0, 1] (train > 0, validation, test) summing to 1, got [0.5, 0.6]; "
-     "e.g. fractions = [0.8, 0.1, 0.1]"),
+    (
+        {"training": {"batch_size": 0}},
+        "training.batch_size must be a whole number >= 1 (frames), got 0; e.g. batch_size = 1",
+    ),
+    (
+        {"training": {"max_time_min": -1.0}},
+        "training.max_time_min must be a number >= 0 (minutes; 0 = no time limit), got -1.0; e.g. max_time_min = 15.0",
+    ),
+    (
+        {"training": {"val_batch_size": 0}},
+        "training.val_batch_size must be a whole number >= 1 (frames), got 0; e.g. val_batch_size = 8",
+    ),
+    (
+        {"training": {"progress": "no"}},
+        "training.progress must be true or false, got the text 'no'; e.g. progress = true",
+    ),
+    (
+        {"optimizer": {"name": "adam", "clip_grad_norm": -1.0}},
+        "optimizer.clip_grad_norm must be a number >= 0 (0 = no clipping), got -1.0; e.g. clip_grad_norm = 10.0",
+    ),
+    (
+        {"optimizer": {"name": "adam", "beta2": 1.0}},
+        "optimizer.beta2 must be a number in [0, 1), got 1.0; e.g. beta2 = 0.999",
+    ),
+    (
+        {"optimizer": {"name": "rlekf", "lambda0": 0.0}},
+        "optimizer.lambda0 must be a number in (0, 1] (1 = no forgetting), got 0.0; e.g. lambda0 = 0.98",
+    ),
+    (
+        {"loss": {"start_pref_f": -1000.0}},
+        "loss.start_pref_f must be a number >= 0, got -1000.0; e.g. start_pref_f = 1000.0",
+    ),
+    (
+        {"data": {"stat_frames": 0}},
+        "data.stat_frames must be a whole number >= 1 (frames), got 0; e.g. stat_frames = 100",
+    ),
+    (
+        {"data": {"fractions": [0.5, 0.6]}},
+        "data.fractions must be three numbers in [0, 1] (train > 0, validation, test) summing to 1, got [0.5, 0.6]; "
+        "e.g. fractions = [0.8, 0.1, 0.1]",
+    ),
     ({"run": {"seed": -1}}, "run.seed must be a whole number >= 0, got -1; e.g. seed = 0"),
     ({"run": {"name": 5}}, 'run.name must be a string, got 5; write name = "5" instead'),
 ]
@@ -102,24 +134,38 @@ def test_a_bad_value_in_the_config_file_is_one_line(tmp_path, data_dir, sections
 
 
 SET_VALUES = [  # (--set argument, the whole message): the fix is written as a --set
-    ("learning_rate.start_lr=abc",
-     "learning_rate.start_lr must be a number > 0, got the text 'abc'; e.g. --set learning_rate.start_lr=0.001"),
-    ('learning_rate.start_lr="1e-3"',
-     "learning_rate.start_lr must be a number > 0, got the text '1e-3'; "
-     "write --set learning_rate.start_lr=0.001 instead"),
-    ("learning_rate.stop_lr=nan",
-     "learning_rate.stop_lr must be a number > 0, got nan; e.g. --set learning_rate.stop_lr=1e-06"),
-    ("training.epochs=1e3",
-     "training.epochs must be a whole number >= 1, got 1000.0; write --set training.epochs=1000 instead"),
-    ("optimizer.clip_grad_norm=-1",
-     "optimizer.clip_grad_norm must be a number >= 0 (0 = no clipping), got -1; "
-     "e.g. --set optimizer.clip_grad_norm=10.0"),
-    ("model.fitting=[8,'8']",
-     "model.fitting must be a list of whole numbers >= 1 (layer widths), got [8, \"8\"]; "
-     "write --set model.fitting=[8,8] instead"),
-    ("data.fractions=[0,0.5,0.5]",
-     "data.fractions must be three numbers in [0, 1] (train > 0, validation, test) summing to 1, got [0, 0.5, 0.5]; "
-     "e.g. --set data.fractions=[0.8,0.1,0.1]"),
+    (
+        "learning_rate.start_lr=abc",
+        "learning_rate.start_lr must be a number > 0, got the text 'abc'; e.g. --set learning_rate.start_lr=0.001",
+    ),
+    (
+        'learning_rate.start_lr="1e-3"',
+        "learning_rate.start_lr must be a number > 0, got the text '1e-3'; "
+        "write --set learning_rate.start_lr=0.001 instead",
+    ),
+    (
+        "learning_rate.stop_lr=nan",
+        "learning_rate.stop_lr must be a number > 0, got nan; e.g. --set learning_rate.stop_lr=1e-06",
+    ),
+    (
+        "training.epochs=1e3",
+        "training.epochs must be a whole number >= 1, got 1000.0; write --set training.epochs=1000 instead",
+    ),
+    (
+        "optimizer.clip_grad_norm=-1",
+        "optimizer.clip_grad_norm must be a number >= 0 (0 = no clipping), got -1; "
+        "e.g. --set optimizer.clip_grad_norm=10.0",
+    ),
+    (
+        "model.fitting=[8,'8']",
+        'model.fitting must be a list of whole numbers >= 1 (layer widths), got [8, "8"]; '
+        "write --set model.fitting=[8,8] instead",
+    ),
+    (
+        "data.fractions=[0,0.5,0.5]",
+        "data.fractions must be three numbers in [0, 1] (train > 0, validation, test) summing to 1, got [0, 0.5, 0.5]; "
+        "e.g. --set data.fractions=[0.8,0.1,0.1]",
+    ),
 ]
 
 
@@ -145,13 +191,19 @@ def test_the_cli_refuses_bad_values_before_writing_anything(tmp_path, data_dir, 
     exported an untrained model with exit 0, quoted numbers gave a TypeError traceback)."""
     config = write_config(tmp_path, str(data_dir / "cu.xyz"))
     cases = [
-        (["--set", "training.max_time_min=-1"],
-         "training.max_time_min must be a number >= 0 (minutes; 0 = no time limit), got -1; "
-         "e.g. --set training.max_time_min=15.0"),
-        (["--set", "training.epochs=true"],
-         "training.epochs must be a whole number >= 1, got true; e.g. --set training.epochs=100"),
-        (["--set", 'model.cutoff="5.0"'],
-         "model.cutoff must be a number > 0 (Å), got the text '5.0'; write --set model.cutoff=5.0 instead"),
+        (
+            ["--set", "training.max_time_min=-1"],
+            "training.max_time_min must be a number >= 0 (minutes; 0 = no time limit), got -1; "
+            "e.g. --set training.max_time_min=15.0",
+        ),
+        (
+            ["--set", "training.epochs=true"],
+            "training.epochs must be a whole number >= 1, got true; e.g. --set training.epochs=100",
+        ),
+        (
+            ["--set", 'model.cutoff="5.0"'],
+            "model.cutoff must be a number > 0 (Å), got the text '5.0'; write --set model.cutoff=5.0 instead",
+        ),
     ]
     for extra, message in cases:
         assert _error_line(["train", config, "--quiet", *extra], capsys) == message
@@ -164,27 +216,35 @@ def test_a_key_set_in_the_wrong_section_names_its_section(tmp_path, data_dir, ca
         f"{config}: unknown key 'training.start_lr'; valid keys in [training]: epochs, batch_size, max_time_min, "
         "checkpoint_every, early_stopping_patience, progress, val_batch_size, schedule_by_time, "
         "refit_energy_shift, readout_refit, readout_ridge; start_lr belongs in [learning_rate] "
-        "(learning_rate.start_lr)")
+        "(learning_rate.start_lr)"
+    )
 
 
 @pytest.mark.parametrize("architecture", ["deeppot_se", "behler_parrinello"])
 def test_build_model_refuses_a_quoted_cutoff(architecture):
     from mdval.nn import build_model
 
-    with pytest.raises(ValueError, match=re.escape(
-            "model option cutoff must be a number > 0 (Å), got the text '5.0'; write cutoff = 5.0 instead")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("model option cutoff must be a number > 0 (Å), got the text '5.0'; write cutoff = 5.0 instead"),
+    ):
         build_model({"architecture": architecture, "type_names": ["Cu"], "cutoff": "5.0"})
 
 
 def test_build_model_refuses_an_empty_embedding():
     from mdval.nn import build_model
 
-    with pytest.raises(ValueError, match=re.escape(
-            "DeepPot-SE needs at least one embedding layer, got embedding = []; e.g. embedding = [25, 25, 25]")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "DeepPot-SE needs at least one embedding layer, got embedding = []; e.g. embedding = [25, 25, 25]"
+        ),
+    ):
         build_model({"type_names": ["Cu"], "embedding": []})
 
 
 # --------------------------------------------------------------------------- resume
+
 
 @pytest.fixture(scope="module")
 def one_epoch_run(tmp_path_factory, data_dir):
@@ -204,13 +264,15 @@ def _copy_run(one_epoch_run, tmp_path, data_dir, **sections) -> tuple[Path, Path
 
 
 def test_resume_refuses_a_changed_model_or_loss(one_epoch_run, tmp_path, data_dir, capsys):
-    config, run = _copy_run(one_epoch_run, tmp_path, data_dir, model={"fitting": [16, 16]},
-                            loss={"start_pref_f": 100.0})
+    config, run = _copy_run(
+        one_epoch_run, tmp_path, data_dir, model={"fitting": [16, 16]}, loss={"start_pref_f": 100.0}
+    )
     last = (run / "checkpoints" / "last.pt").read_bytes()
     assert _error_line(["train", config, "--quiet", "--resume"], capsys) == (
         f"cannot resume {run}: loss.start_pref_f was 1000.0, now 100.0; model.fitting was [8, 8], now [16, 16]; "
         "put it back (--set loss.start_pref_f=1000.0 --set model.fitting=[8,8]) or start a new run (another "
-        f"run.name or run.dir); --resume may change only {RESUME_ALLOWED}")
+        f"run.name or run.dir); --resume may change only {RESUME_ALLOWED}"
+    )
     assert (run / "checkpoints" / "last.pt").read_bytes() == last  # the run is untouched
 
 
@@ -218,7 +280,8 @@ def test_resume_refuses_a_changed_activation_by_the_key_written(one_epoch_run, t
     config, run = _copy_run(one_epoch_run, tmp_path, data_dir)
     assert _error_line(["train", config, "--quiet", "--resume", "--set", "model.activation=silu"], capsys) == (
         f'cannot resume {run}: model.activation was "tanh", now "silu"; put it back (--set model.activation="tanh") '
-        f"or start a new run (another run.name or run.dir); --resume may change only {RESUME_ALLOWED}")
+        f"or start a new run (another run.name or run.dir); --resume may change only {RESUME_ALLOWED}"
+    )
 
 
 def test_resume_refuses_other_data_but_not_a_moved_file(one_epoch_run, tmp_path, data_dir, capsys):
@@ -231,10 +294,12 @@ def test_resume_refuses_other_data_but_not_a_moved_file(one_epoch_run, tmp_path,
     assert _error_line(["train", config, "--quiet", "--resume"], capsys) == (
         f"cannot resume {run}: the data files differ from those the run started with ({data_dir / 'cu.xyz'} "
         f"(sha256 {sha(data_dir / 'cu.xyz')}) then, {other} (sha256 {sha(other)}) now); give the same data.train "
-        "and data.test files, or start a new run (another run.name or run.dir)")
+        "and data.test files, or start a new run (another run.name or run.dir)"
+    )
     moved = shutil.copy(data_dir / "cu.xyz", tmp_path / "moved.xyz")  # same bytes, another path: allowed
-    code, out, err = _run_cli(["train", config, "--quiet", "--resume", "--set", f"data.train='{moved}'",
-                               "--set", "training.epochs=2"], capsys)
+    code, out, err = _run_cli(
+        ["train", config, "--quiet", "--resume", "--set", f"data.train='{moved}'", "--set", "training.epochs=2"], capsys
+    )
     assert code == 0, err
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 2 * 4
 
@@ -244,7 +309,8 @@ def test_resume_without_a_run_says_how_to_start_it(tmp_path, data_dir, capsys):
     run = tmp_path / "runs" / "t"
     assert _error_line(["train", config, "--quiet", "--resume"], capsys) == (
         f"nothing to resume in {run}: {run / 'checkpoints' / 'last.pt'} does not exist; train without --resume "
-        "to start the run (or check run.name and run.dir)")
+        "to start the run (or check run.name and run.dir)"
+    )
     assert not run.exists()
 
 
@@ -264,9 +330,12 @@ def test_a_damaged_last_checkpoint_resumes_from_best(one_epoch_run, tmp_path, da
     code, out, err = _run_cli(["train", config, "--quiet", "--resume", "--set", "training.epochs=3"], capsys)
     assert code == 0, err
     warning = out.splitlines()[0]
-    assert re.fullmatch(re.escape(f"warning: {last} is not a readable mdval checkpoint (") + r".+"
-                        + re.escape(f"); resuming from {best} (epoch 1, step 4), the steps after it are done again"),
-                        warning), warning
+    assert re.fullmatch(
+        re.escape(f"warning: {last} is not a readable mdval checkpoint (")
+        + r".+"
+        + re.escape(f"); resuming from {best} (epoch 1, step 4), the steps after it are done again"),
+        warning,
+    ), warning
     assert f"resumed {run} at epoch 1, step 4" in out
     assert torch.load(last, weights_only=True)["step"] == 3 * 4
     epochs = [line.split('"epoch": ')[1].split(",")[0] for line in (run / "log.jsonl").read_text().splitlines()]
@@ -279,9 +348,15 @@ def test_no_usable_checkpoint_says_how_to_recover(one_epoch_run, tmp_path, data_
     _truncate(last)
     best.unlink()
     message = _error_line(["train", config, "--quiet", "--resume"], capsys)
-    assert re.fullmatch(re.escape(f"cannot resume {run}: {last} is not a readable mdval checkpoint (") + r".+"
-                        + re.escape(f"), and {best} is missing or unreadable too; move the run aside (mv {run} "
-                                    f"{run}.damaged) and train again without --resume"), message), message
+    assert re.fullmatch(
+        re.escape(f"cannot resume {run}: {last} is not a readable mdval checkpoint (")
+        + r".+"
+        + re.escape(
+            f"), and {best} is missing or unreadable too; move the run aside (mv {run} "
+            f"{run}.damaged) and train again without --resume"
+        ),
+        message,
+    ), message
 
 
 def test_a_damaged_best_checkpoint_still_exports(one_epoch_run, tmp_path, data_dir, capsys):
@@ -294,17 +369,43 @@ def test_a_damaged_best_checkpoint_still_exports(one_epoch_run, tmp_path, data_d
     assert code == 0, err
     warnings = [line for line in out.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and re.fullmatch(
-        re.escape(f"warning: {best} is not a readable mdval checkpoint (") + r".+"
-        + re.escape("); exporting the weights of epoch 1, step 4 instead of the best ones"), warnings[0]), warnings
+        re.escape(f"warning: {best} is not a readable mdval checkpoint (")
+        + r".+"
+        + re.escape("); exporting the weights of epoch 1, step 4 instead of the best ones"),
+        warnings[0],
+    ), warnings
     assert (run / "model.pt").is_file()
 
 
 # --------------------------------------------------------------------------- help
 
-WORKFLOW_ORDER = ["data", "train", "test", "export", "compress", "check", "fisher", "lammps", "md", "run",
-                  "report", "compare", "demo"]
-OUR_COMMANDS = [("train",), ("test",), ("export",), ("compress",), ("check",), ("fisher",), ("data", "generate"),
-                ("data", "info"), ("lammps", "build"), ("lammps", "check")]
+WORKFLOW_ORDER = [
+    "data",
+    "train",
+    "test",
+    "export",
+    "compress",
+    "check",
+    "fisher",
+    "lammps",
+    "md",
+    "run",
+    "report",
+    "compare",
+    "demo",
+]
+OUR_COMMANDS = [
+    ("train",),
+    ("test",),
+    ("export",),
+    ("compress",),
+    ("check",),
+    ("fisher",),
+    ("data", "generate"),
+    ("data", "info"),
+    ("lammps", "build"),
+    ("lammps", "check"),
+]
 MARKUP = re.compile(r"``|::|:(?:func|data|class|mod|meth):|`")
 
 

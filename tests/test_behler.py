@@ -50,8 +50,7 @@ def _script(model):
 
 def _model(type_names=("Cu",), activation="tanh", **options):
     return BehlerParrinello(
-        {"type_names": list(type_names), "cutoff": CUTOFF, "activation": activation,
-         "fitting": [16, 16], **options}
+        {"type_names": list(type_names), "cutoff": CUTOFF, "activation": activation, "fitting": [16, 16], **options}
     )
 
 
@@ -155,8 +154,7 @@ def _reference_features(model, species, edge_index, vectors, n_local):
     sp = species.tolist()
     for i in range(n_local):
         nbrs = [
-            (sp[ei[1][e]], vec[e]) for e in range(len(ei[0]))
-            if ei[0][e] == i and math.dist(vec[e], (0, 0, 0)) < rc
+            (sp[ei[1][e]], vec[e]) for e in range(len(ei[0])) if ei[0][e] == i and math.dist(vec[e], (0, 0, 0)) < rc
         ]
         for tj, v in nbrs:
             r = math.dist(v, (0, 0, 0))
@@ -171,8 +169,11 @@ def _reference_features(model, species, edge_index, vectors, n_local):
                 col = base + pair_ids[(ta, tb)] * len(terms)
                 for m, (eta, zeta, lam) in enumerate(terms):
                     out[i, col + m] += (
-                        2.0 ** (1.0 - zeta) * (1.0 + lam * cos) ** zeta
-                        * math.exp(-eta * (ra * ra + rb * rb)) * fc(ra) * fc(rb)
+                        2.0 ** (1.0 - zeta)
+                        * (1.0 + lam * cos) ** zeta
+                        * math.exp(-eta * (ra * ra + rb * rb))
+                        * fc(ra)
+                        * fc(rb)
                     )
     return out
 
@@ -242,7 +243,7 @@ def test_features_match_explicit_double_loop(system):
     got = model.descriptor(species, edge_index, vectors, len(atoms)).numpy()
     want = _reference_features(model, species, edge_index, vectors, len(atoms))
     np.testing.assert_allclose(got, want, rtol=TOL_FEATURES, atol=TOL_FEATURES * np.abs(want).max())
-    assert np.all(want[:, 2 * model.n_radial:].sum(0) > 0.0)  # every species pair is present
+    assert np.all(want[:, 2 * model.n_radial :].sum(0) > 0.0)  # every species pair is present
 
 
 def test_triplets_are_each_unordered_pair_of_distinct_edges_once():
@@ -372,8 +373,7 @@ def test_edges_beyond_cutoff_change_nothing():
     e0 = model(species, edge_index, vectors, len(atoms))
     (g0,) = torch.autograd.grad(e0.sum(), vectors)
     # Extra edges at exactly rcut and beyond, in the middle and at the end of the list.
-    far = torch.tensor([[CUTOFF, 0.0, 0.0], [0.0, 3.0, 4.0 + 1e-15], [4.0, 4.0, 4.0]],
-                       dtype=torch.float64)
+    far = torch.tensor([[CUTOFF, 0.0, 0.0], [0.0, 3.0, 4.0 + 1e-15], [4.0, 4.0, 4.0]], dtype=torch.float64)
     extra_index = torch.tensor([[0, 3, 5], [1, 2, 0]])
     edge_index_x = torch.cat([edge_index[:, :5], extra_index, edge_index[:, 5:]], dim=1)
     vectors_x = torch.cat([vectors.detach()[:5], far, vectors.detach()[5:]]).requires_grad_(True)
@@ -383,8 +383,9 @@ def test_edges_beyond_cutoff_change_nothing():
     torch.testing.assert_close(e1, e0, rtol=FLOAT64_ROUNDING, atol=FLOAT64_ROUNDING * e0.abs().max().item())
     # Their own gradient is zero by construction (f_c and its derivative vanish for r >= rcut).
     assert torch.equal(g1[5:8], torch.zeros(3, 3, dtype=torch.float64))
-    torch.testing.assert_close(torch.cat([g1[:5], g1[8:]]), g0, rtol=FLOAT64_ROUNDING,
-                               atol=FLOAT64_ROUNDING * g0.abs().max().item())
+    torch.testing.assert_close(
+        torch.cat([g1[:5], g1[8:]]), g0, rtol=FLOAT64_ROUNDING, atol=FLOAT64_ROUNDING * g0.abs().max().item()
+    )
 
 
 @pytest.mark.parametrize("stays_near_atom_1", [False, True])
@@ -440,7 +441,8 @@ def test_collinear_neighbours_have_finite_second_derivatives():
     species = torch.tensor([0, 1, 0, 1])
     vectors = torch.tensor(
         [[2.5, 0.0, 0.0], [-2.4, 0.0, 0.0], [4.0, 0.0, 0.0], [-2.5, 0.0, 0.0], [2.4, 0.0, 0.0]],
-        dtype=torch.float64, requires_grad=True,
+        dtype=torch.float64,
+        requires_grad=True,
     )
     edge_index = torch.tensor([[0, 0, 0, 1, 2], [1, 2, 3, 0, 0]])
     energy = model(species, edge_index, vectors, 3).sum()

@@ -86,8 +86,7 @@ def slab_xy():
 
 def small_cell():
     atoms = fcc_cu((1, 1, 1), rattle=0.1, seed=4)  # 3.61 Å: smaller than the cutoff itself
-    atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0.1, 0.0], [0.0, 1.0, 0.05], [0.0, 0.0, 1.0]]),
-                   scale_atoms=True)
+    atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0.1, 0.0], [0.0, 1.0, 0.05], [0.0, 0.0, 1.0]]), scale_atoms=True)
     return atoms
 
 
@@ -124,8 +123,7 @@ def test_equals_eager_model(model_files, architecture, cell):
     nl = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, model.cutoff)
     species = torch.zeros(len(atoms), dtype=torch.long)
     edge_index = torch.from_numpy(np.stack((nl.centers, nl.neighbors)))
-    out = energy_forces_virial(model, species, edge_index, torch.from_numpy(nl.vectors), len(atoms),
-                               atom_virial=True)
+    out = energy_forces_virial(model, species, edge_index, torch.from_numpy(nl.vectors), len(atoms), atom_virial=True)
     assert rel_err(atoms.get_potential_energy(), out["energy"].detach().numpy()) < FLOAT64_EXACT
     assert rel_err(atoms.get_potential_energies(), out["atom_energy"].detach().numpy()) < FLOAT64_EXACT
     assert rel_err(atoms.get_forces(), out["forces"].detach().numpy()) < FLOAT64_EXACT
@@ -156,8 +154,9 @@ def test_species_follow_type_names(model_files):
     model, _ = model_files(type_names=("Cu", "Ni"))
     nl = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, model.cutoff)
     species = torch.from_numpy((atoms.numbers == 28).astype(np.int64))  # Cu -> 0, Ni -> 1
-    out = model(species, torch.from_numpy(np.stack((nl.centers, nl.neighbors))),
-                torch.from_numpy(nl.vectors), len(atoms))
+    out = model(
+        species, torch.from_numpy(np.stack((nl.centers, nl.neighbors))), torch.from_numpy(nl.vectors), len(atoms)
+    )
     assert rel_err(energies, out.detach().numpy()) < FLOAT64_EXACT
 
 
@@ -222,21 +221,27 @@ def test_nothing_recomputed_on_unchanged_atoms(model_files):
 # --------------------------------------------------------------------------- bad input
 def test_model_file_errors_surface_unchanged(tmp_path):
     missing = tmp_path / "nope.pt"
-    with pytest.raises(ModelFileError, match=re.escape(
-            f"model file not found: {missing}; check the path (exported models end in .pt)")):
+    with pytest.raises(
+        ModelFileError, match=re.escape(f"model file not found: {missing}; check the path (exported models end in .pt)")
+    ):
         Calculator(missing)
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00 not a model \xff" * 10)
-    with pytest.raises(ModelFileError, match=re.escape(
-            f"{corrupt} is not a TorchScript model file (not a zip archive)")):
+    with pytest.raises(
+        ModelFileError, match=re.escape(f"{corrupt} is not a TorchScript model file (not a zip archive)")
+    ):
         Calculator(corrupt)
     future = tmp_path / "abi2.pt"
     model = build_model({**SMALL_DEEPPOT, "type_names": ["Cu"]})
     meta = {"abi": 2, "cutoff": 4.0, "type_names": ["Cu"], "compute_dtype": "float64"}
     torch.jit.save(torch.jit.script(model), str(future), _extra_files={"mdval.json": json.dumps(meta)})
-    with pytest.raises(ModelFileError, match=re.escape(
+    with pytest.raises(
+        ModelFileError,
+        match=re.escape(
             f"{future} has abi=2, but this mdval serves abi 1; use the mdval version that wrote it "
-            "or re-export the model")):
+            "or re-export the model"
+        ),
+    ):
         Calculator.from_file(future)
 
 
@@ -247,15 +252,18 @@ def test_bad_atoms_rejected_with_clear_messages(model_files):
     atoms = fcc_cu((2, 2, 2))
     atoms.symbols[[3, 9]] = "Au"
     atoms.symbols[12] = "O"
-    with pytest.raises(AtomsInputError, match=re.escape(
+    with pytest.raises(
+        AtomsInputError,
+        match=re.escape(
             f"element(s) O, Au (atom 3, 9, 12) not in the model {path.name}, which knows Cu; use a "
-            "model trained on these elements or remove those atoms")):
+            "model trained on these elements or remove those atoms"
+        ),
+    ):
         calc.get_potential_energy(atoms)
 
     atoms = fcc_cu((2, 2, 2))
     atoms.positions[5, 1] = np.nan
-    with pytest.raises(ValueError, match=re.escape(
-            "positions of atom(s) 5 are NaN or inf; the structure is broken")):
+    with pytest.raises(ValueError, match=re.escape("positions of atom(s) 5 are NaN or inf; the structure is broken")):
         calc.get_forces(atoms)
 
     atoms = fcc_cu((2, 2, 2))
@@ -265,13 +273,19 @@ def test_bad_atoms_rejected_with_clear_messages(model_files):
 
     atoms = fcc_cu((2, 2, 2))
     atoms.positions[17] = atoms.positions[4] + atoms.cell[0]  # the same site, one cell over
-    with pytest.raises(AtomsInputError, match=re.escape(
+    with pytest.raises(
+        AtomsInputError,
+        match=re.escape(
             f"atoms 4 and 17 are 0.000 Å apart, closer than MIN_SEPARATION = {MIN_SEPARATION} Å: two "
-            "atoms at the same position; remove the duplicate atom or fix the structure")):
+            "atoms at the same position; remove the duplicate atom or fix the structure"
+        ),
+    ):
         calc.get_potential_energy(atoms)
 
-    with pytest.raises(PropertyNotImplementedError, match=re.escape(
-            "stress needs a cell periodic in all three directions, but pbc = [True, True, False]")):
+    with pytest.raises(
+        PropertyNotImplementedError,
+        match=re.escape("stress needs a cell periodic in all three directions, but pbc = [True, True, False]"),
+    ):
         calc.get_stress(slab_xy())
     assert np.isfinite(calc.get_forces(slab_xy())).all()  # energy and forces still work
 
@@ -295,9 +309,13 @@ def test_device_and_threads_options(model_files):
         Calculator(path, threads=0)
     atoms = fcc_cu((2, 2, 2))
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match=re.escape(
+        with pytest.raises(
+            ValueError,
+            match=re.escape(
                 f"device='cuda' needs CUDA, but this torch ({torch.__version__}) sees no CUDA device "
-                "(torch.cuda.is_available() is False); use device='cpu', or install a CUDA build")):
+                "(torch.cuda.is_available() is False); use device='cpu', or install a CUDA build"
+            ),
+        ):
             Calculator(path, device="cuda")
     else:
         expected = results(atoms.copy(), path)
@@ -313,8 +331,7 @@ def all_results(atoms, calc) -> dict:
     out = {}
     if atoms.pbc.all():  # first, so that one model call per chunk gives all the properties
         out["stresses"], out["stress"] = atoms.get_stresses(), atoms.get_stress()
-    out.update(energy=atoms.get_potential_energy(), energies=atoms.get_potential_energies(),
-               forces=atoms.get_forces())
+    out.update(energy=atoms.get_potential_energy(), energies=atoms.get_potential_energies(), forces=atoms.get_forces())
     return out
 
 
@@ -324,8 +341,12 @@ def assert_same_results(got: dict, want: dict) -> None:
         assert rel_err(got[key], want[key]) <= FLOAT64_EXACT, (key, rel_err(got[key], want[key]))
 
 
-CHUNK_SYSTEMS = {"triclinic": (triclinic, ("Cu",)), "small_cell": (small_cell, ("Cu",)),
-                 "slab_xy": (slab_xy, ("Cu",)), "two_species": (two_species_atoms, ("Cu", "Ni"))}
+CHUNK_SYSTEMS = {
+    "triclinic": (triclinic, ("Cu",)),
+    "small_cell": (small_cell, ("Cu",)),
+    "slab_xy": (slab_xy, ("Cu",)),
+    "two_species": (two_species_atoms, ("Cu", "Ni")),
+}
 
 
 @pytest.mark.parametrize("chunk", [1, 7])
@@ -361,8 +382,9 @@ def test_chunk_auto_bounds_edges_per_call(model_files, monkeypatch):
     calc = Calculator(path)
     edges_per_call = []
     model_call = calc.model.__call__
-    calc.model = type("Counted", (), {
-        "__call__": lambda self, *a: edges_per_call.append(a[1].shape[1]) or model_call(*a)})()
+    calc.model = type(
+        "Counted", (), {"__call__": lambda self, *a: edges_per_call.append(a[1].shape[1]) or model_call(*a)}
+    )()
     got = all_results(atoms, calc)
     assert len(edges_per_call) >= 5 and sum(edges_per_call) == n_edges
     assert max(edges_per_call) <= n_edges // 5
@@ -384,9 +406,13 @@ def test_chunk_bounds_rule():
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "lots", True])
 def test_bad_chunk_rejected(model_files, bad):
     _, path = model_files()
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "chunk must be 'auto', 'off' (or None) or a number of atoms >= 1 (at most that many "
-            f"centre atoms per model call), got {bad!r}")):
+            f"centre atoms per model call), got {bad!r}"
+        ),
+    ):
         Calculator(path, chunk=bad)
 
 
@@ -433,8 +459,17 @@ def trained_cu(tmp_path_factory):
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, 0.97)
     for step in range(150):
-        out = energy_forces_virial(model, species, edge_index, edge_vectors, offset, frame_index=frame_index,
-                                   n_frames=len(frames), virial=False, create_graph=True)
+        out = energy_forces_virial(
+            model,
+            species,
+            edge_index,
+            edge_vectors,
+            offset,
+            frame_index=frame_index,
+            n_frames=len(frames),
+            virial=False,
+            create_graph=True,
+        )
         loss_e = ((out["energy"] - energy) / n_atoms).pow(2).mean()
         loss_f = (out["forces"] - forces).pow(2).mean()
         optimizer.zero_grad()
@@ -469,9 +504,11 @@ def test_nve_conserves_energy(trained_cu):
     excursion = np.abs(model - model[0]).max()
     emt_excursion = np.abs(emt - emt[0]).max()
     emt_drift = np.polyfit(time_ps, emt, 1)[0]
-    print(f"NVE 32 Cu, 600 K start, dt {timestep_fs} fs, {len(model) - 1} steps: drift "
-          f"{drift * 1e3:.4f} (EMT {emt_drift * 1e3:.4f}) meV/atom/ps, max excursion "
-          f"{excursion * 1e3:.4f} (EMT {emt_excursion * 1e3:.4f}) meV/atom")
+    print(
+        f"NVE 32 Cu, 600 K start, dt {timestep_fs} fs, {len(model) - 1} steps: drift "
+        f"{drift * 1e3:.4f} (EMT {emt_drift * 1e3:.4f}) meV/atom/ps, max excursion "
+        f"{excursion * 1e3:.4f} (EMT {emt_excursion * 1e3:.4f}) meV/atom"
+    )
     # Velocity Verlet conserves a shadow Hamiltonian: for forces that are the exact gradient of a
     # smooth energy the total energy only oscillates, with amplitude ~ dt^2 x (curvature of the
     # potential). The model was fitted to EMT, so its curvatures and phonon frequencies are
@@ -486,8 +523,9 @@ def test_nve_conserves_energy(trained_cu):
 
 def test_bfgs_relaxes_strained_cell(trained_cu):
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
-    atoms.set_cell(atoms.cell.array @ np.array([[1.04, 0.02, 0.0], [0.0, 0.97, 0.0], [0.0, 0.0, 1.03]]),
-                   scale_atoms=True)
+    atoms.set_cell(
+        atoms.cell.array @ np.array([[1.04, 0.02, 0.0], [0.0, 0.97, 0.0], [0.0, 0.0, 1.03]]), scale_atoms=True
+    )
     atoms.calc = Calculator(trained_cu)
     stress0 = np.abs(atoms.get_stress()).max()
     fmax = 0.02  # eV/Å (FrechetCellFilter applies it to the stress x volume too)

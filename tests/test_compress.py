@@ -99,8 +99,7 @@ def _embed_with_slope(model, s, pair=(0, 1)):
     cs = torch.full(s.shape, pair[0], dtype=torch.long)
     ns = torch.full(s.shape, pair[1], dtype=torch.long)
     g = model.embed(s, cs, ns)
-    slope = torch.stack([torch.autograd.grad(g[:, j].sum(), s, retain_graph=True)[0]
-                         for j in range(g.shape[1])], dim=1)
+    slope = torch.stack([torch.autograd.grad(g[:, j].sum(), s, retain_graph=True)[0] for j in range(g.shape[1])], dim=1)
     return g.detach(), slope
 
 
@@ -166,13 +165,15 @@ def test_compress_refuses_what_it_cannot_compress(tmp_path, capsys):
 
     bp = export(small_model("behler_parrinello", ["Cu"]), tmp_path / "bp.pt")
     assert mdval_main(["compress", str(bp), "-o", str(tmp_path / "bpc.pt")]) == 2
-    assert (f"{bp}: only DeepPot-SE models can be compressed (they have an embedding net), "
-            "this one is 'behler_parrinello'") in capsys.readouterr().err
+    assert (
+        f"{bp}: only DeepPot-SE models can be compressed (they have an embedding net), this one is 'behler_parrinello'"
+    ) in capsys.readouterr().err
 
     f32 = export(model, tmp_path / "m32.pt", compute_dtype="float32")
     assert mdval_main(["compress", str(f32), "-o", str(tmp_path / "c32.pt")]) == 2
-    assert (f"{f32} runs in float32; compress the float64 model file instead and pass --dtype float32 "
-            "to `mdval compress`") in capsys.readouterr().err
+    assert (
+        f"{f32} runs in float32; compress the float64 model file instead and pass --dtype float32 to `mdval compress`"
+    ) in capsys.readouterr().err
 
     with pytest.raises(ValueError, match="r_min must be > 0 Å, got 0.0"):
         tabulate(model, r_min=0.0)
@@ -186,5 +187,7 @@ def test_fisher_refuses_a_compressed_model(tmp_path, capsys):
     assert mdval_main(["compress", str(src), "-o", str(out)]) == 0
     capsys.readouterr()
     assert mdval_main(["fisher", str(out), str(tmp_path / "unused.xyz")]) == 2
-    assert (f"mdval: error: {out} is a compressed model (its embedding is a table, not trainable "
-            "weights); run mdval fisher on the uncompressed model file") in capsys.readouterr().err
+    assert (
+        f"mdval: error: {out} is a compressed model (its embedding is a table, not trainable "
+        "weights); run mdval fisher on the uncompressed model file"
+    ) in capsys.readouterr().err

@@ -83,9 +83,14 @@ def test_empty_batch_message():
 
 def test_iterate_batches_covers_every_frame_once_reproducibly():
     frames = [_frame(2 + k % 3, ["Cu"], k, index=k) for k in range(7)]
+
     def energies(seed):
-        return [e for b in iterate_batches(frames, 3, True, seed, type_names=["Cu"], cutoff=CUTOFF_A)
-                for e in b.energy.tolist()]
+        return [
+            e
+            for b in iterate_batches(frames, 3, True, seed, type_names=["Cu"], cutoff=CUTOFF_A)
+            for e in b.energy.tolist()
+        ]
+
     assert sorted(energies(0)) == sorted(f.energy for f in frames)
     assert energies(0) == energies(0)
     sizes = [b.n_frames for b in iterate_batches(frames, 3, False, 0, type_names=["Cu"], cutoff=CUTOFF_A)]

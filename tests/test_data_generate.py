@@ -57,21 +57,41 @@ def test_emt_rejects_unknown_element():
 
 def test_cli_generate_with_lammps_preset(tmp_path, capsys):
     out = tmp_path / "eam.xyz"
-    code = main(["data", "generate", "--reference", "lammps:Cu_u3.eam", "--n-frames", "5", "--seed", "3",
-                 "--strain-fraction", "0.4", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "data",
+            "generate",
+            "--reference",
+            "lammps:Cu_u3.eam",
+            "--n-frames",
+            "5",
+            "--seed",
+            "3",
+            "--strain-fraction",
+            "0.4",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     frames = read_frames(out)
     assert len(frames) == 5 and frames[0].info["reference"] == "lammps:Cu_u3.eam"
     capsys.readouterr()
     assert main(["data", "generate", "--reference", "lammps:Nope.eam", "--out", str(out), "--quiet"]) == 2
-    assert capsys.readouterr().err.startswith("mdval: error: unknown LAMMPS preset 'Nope.eam'; known presets: Cu_u3.eam,")
+    assert capsys.readouterr().err.startswith(
+        "mdval: error: unknown LAMMPS preset 'Nope.eam'; known presets: Cu_u3.eam,"
+    )
     assert len(read_frames(out)) == 5  # the earlier file is untouched
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--temperatures-K", "-5", "temperatures_K must be one or more temperatures > 0 K, got [-5.0]"),
-    ("--strain-fraction", "1.5", "strain_fraction must be in [0, 1] (the share of strained frames), got 1.5"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--temperatures-K", "-5", "temperatures_K must be one or more temperatures > 0 K, got [-5.0]"),
+        ("--strain-fraction", "1.5", "strain_fraction must be in [0, 1] (the share of strained frames), got 1.5"),
+    ],
+)
 def test_cli_generate_refuses_impossible_settings(tmp_path, capsys, option, value, message):
     """A negative temperature used to give NaN velocities and was written out with exit 0."""
     out = tmp_path / "x.xyz"
@@ -85,8 +105,9 @@ def _strained_copper(calc):
 
     atoms = bulk("Cu", "fcc", a=3.63, cubic=True).repeat((2, 2, 2))
     atoms.rattle(0.05, seed=2)
-    atoms.set_cell(atoms.cell.array @ np.array([[1.01, 0.02, 0.0], [0.0, 0.98, 0.01], [0.0, 0.0, 1.0]]),
-                   scale_atoms=True)
+    atoms.set_cell(
+        atoms.cell.array @ np.array([[1.01, 0.02, 0.0], [0.0, 0.98, 0.01], [0.0, 0.0, 1.0]]), scale_atoms=True
+    )
     atoms.calc = calc
     return atoms
 

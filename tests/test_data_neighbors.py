@@ -107,8 +107,10 @@ def test_grids_vesin_cannot_scale_down_do_not_kill_the_process(name):
     import sys
 
     positions, cell, pbc, n_edges = UNEVEN_GRIDS[name]
-    code = ("import numpy as np; from mdval.data.neighbors import neighbor_list; "
-            f"print(neighbor_list(np.array({positions!r}), np.array({cell.tolist()!r}), {pbc!r}, 4.0).n_edges)")
+    code = (
+        "import numpy as np; from mdval.data.neighbors import neighbor_list; "
+        f"print(neighbor_list(np.array({positions!r}), np.array({cell.tolist()!r}), {pbc!r}, 4.0).n_edges)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-500:]
     assert int(proc.stdout) == n_edges  # counted by hand: the pair itself, and for 4.1 Å its z images

@@ -21,7 +21,9 @@ POSITIONS = np.array([[0.0, 0.0, 0.0], [2.0, 2.0, 2.0]])
 FORCES = np.array([[0.1, 0.2, 0.3], [-0.1, -0.2, -0.3]])
 
 
-def _xyz_frame(energy="-7.5", force_row0="0.1 0.2 0.3", second="Cu", stress="0.01 0.002 0.0 0.002 -0.02 0.0 0.0 0.0 0.03"):
+def _xyz_frame(
+    energy="-7.5", force_row0="0.1 0.2 0.3", second="Cu", stress="0.01 0.002 0.0 0.002 -0.02 0.0 0.0 0.0 0.03"
+):
     return (
         "2\n"
         'Lattice="4.0 0.0 0.0 0.0 4.0 0.0 0.0 0.0 4.0" Properties=species:S:1:pos:R:3:forces:R:3 '
@@ -159,9 +161,7 @@ def test_inf_forces_message(tmp_path):
 
 def test_frame_without_forces_message(tmp_path):
     path = tmp_path / "noforces.xyz"
-    path.write_text(
-        '1\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3 energy=-1.0 pbc="T T T"\nCu 0 0 0\n'
-    )
+    path.write_text('1\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3 energy=-1.0 pbc="T T T"\nCu 0 0 0\n')
     with pytest.raises(ValueError) as error:
         read_frames(path)
     assert str(error.value) == f"{path} frame 0: no forces; every frame needs forces (eV/Å) to train on"

@@ -35,8 +35,7 @@ def rewrite_metadata(src, dst, change):
 
 
 @pytest.mark.parametrize("architecture", ["deeppot_se", "behler_parrinello"])
-@pytest.mark.parametrize("activation", ["tanh", "taafs:basis=bspline,scope=layer", "irelu",
-                                        "laaf:scope=neuron"])
+@pytest.mark.parametrize("activation", ["tanh", "taafs:basis=bspline,scope=layer", "irelu", "laaf:scope=neuron"])
 def test_round_trip_equals_eager(tmp_path, architecture, activation):
     model = small_model(architecture, ["Cu"], activation, seed=2)
     path = export(model, tmp_path / "model.pt", {"optimizer": "adam", "metrics": {"force_rmse_eV_A": 0.02}})
@@ -74,8 +73,11 @@ def test_metadata_is_read_without_loading_the_model(tmp_path):
             if item.filename.endswith("/extra/" + METADATA_FILENAME):
                 zout.writestr(item, zin.read(item.filename))
     assert read_metadata(gutted)["type_names"] == ["Cu"]
-    with pytest.raises(ModelFileError, match=r"gutted\.pt could not be loaded by TorchScript \(.*\); the file "
-                                             r"is corrupt or from an incompatible torch"):
+    with pytest.raises(
+        ModelFileError,
+        match=r"gutted\.pt could not be loaded by TorchScript \(.*\); the file "
+        r"is corrupt or from an incompatible torch",
+    ):
         load(gutted)
 
 
@@ -103,16 +105,22 @@ def test_missing_metadata_keys(tmp_path):
     path = export(small_model(), tmp_path / "m.pt")
     partial = tmp_path / "partial.pt"
     rewrite_metadata(path, partial, lambda meta: [meta.pop(k) for k in ("cutoff", "type_names")])
-    with pytest.raises(ModelFileError, match=r"partial\.pt: metadata is missing required key\(s\) cutoff, "
-                                             r"type_names \(ABI v1 needs abi, cutoff, type_names"):
+    with pytest.raises(
+        ModelFileError,
+        match=r"partial\.pt: metadata is missing required key\(s\) cutoff, "
+        r"type_names \(ABI v1 needs abi, cutoff, type_names",
+    ):
         load(partial)
 
 
 def test_no_metadata_at_all(tmp_path):
     plain = tmp_path / "plain.pt"
     torch.jit.save(torch.jit.script(small_model()), str(plain))
-    with pytest.raises(ModelFileError, match=r"plain\.pt has no mdval\.json metadata: it was not written by "
-                                             r"mdval\.deploy\.export"):
+    with pytest.raises(
+        ModelFileError,
+        match=r"plain\.pt has no mdval\.json metadata: it was not written by "
+        r"mdval\.deploy\.export",
+    ):
         load(plain)
 
 
@@ -121,8 +129,11 @@ def test_no_metadata_at_all(tmp_path):
     [
         (lambda m: m.update(cutoff=-1.0), r"metadata cutoff must be a positive number in Å, got -1\.0"),
         (lambda m: m.update(type_names=[]), r"metadata type_names must be a non-empty list of element symbols"),
-        (lambda m: m.update(compute_dtype="bfloat16"), r"compute_dtype must be one of float64, float32, "
-                                                       r"got 'bfloat16'"),
+        (
+            lambda m: m.update(compute_dtype="bfloat16"),
+            r"compute_dtype must be one of float64, float32, "
+            r"got 'bfloat16'",
+        ),
     ],
 )
 def test_bad_metadata_values(tmp_path, change, message):

@@ -25,9 +25,16 @@ EIGEN_REL = 1e-12  # eigvalsh of F vs squared singular values of G, relative to 
 def _tiny_model():
     from mdval.nn import build_model
 
-    return build_model({"architecture": "behler_parrinello", "cutoff": 4.0, "fitting": [4],
-                        "type_names": ["Cu"], "activation": "taafs:basis=chebyshev1,scope=layer",
-                        "seed": 0})
+    return build_model(
+        {
+            "architecture": "behler_parrinello",
+            "cutoff": 4.0,
+            "fitting": [4],
+            "type_names": ["Cu"],
+            "activation": "taafs:basis=chebyshev1,scope=layer",
+            "seed": 0,
+        }
+    )
 
 
 def test_fisher_matches_brute_force_outer_products():

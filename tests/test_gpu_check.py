@@ -58,16 +58,21 @@ def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path, monkeypat
         raise RuntimeError("no CUDA driver in this test")
 
     def fine(ctx):
-        return {"ok": True, "columns": ["what", "value"], "rows": [{"what": "device", "value": ctx.device}],
-                "summary": "ran after the broken section"}
+        return {
+            "ok": True,
+            "columns": ["what", "value"],
+            "rows": [{"what": "device", "value": ctx.device}],
+            "summary": "ran after the broken section",
+        }
 
     for name in ("PATH", "PYTHONPATH", "LAMMPS_PLUGIN_PATH"):  # main() sets these for its subprocesses
         monkeypatch.setenv(name, os.environ.get(name, ""))
     monkeypatch.delenv("LAMMPS_PLUGIN_PATH")
     monkeypatch.setitem(gpu_check.SECTIONS, "parity", ("broken section", broken))
     monkeypatch.setitem(gpu_check.SECTIONS, "train", ("fine section", fine))
-    status = gpu_check.main(["--cpu-rehearsal", "--sections", "parity", "train", "--out", str(tmp_path),
-                             "--work", str(tmp_path / "work")])
+    status = gpu_check.main(
+        ["--cpu-rehearsal", "--sections", "parity", "train", "--out", str(tmp_path), "--work", str(tmp_path / "work")]
+    )
     assert status == 1
     report = json.loads((tmp_path / "gpu_check_rehearsal.json").read_text())
     assert report["rehearsal"] is True and report["device"] == "cpu"

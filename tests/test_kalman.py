@@ -1,4 +1,5 @@
-"""EKF and RLEKF (mdval.train.kalman): least squares, block filter vs global, memory, resume."""
+"""EKF and RLEKF (mdval.train.kalman, the filters in mdval.train.kalman_filters): least squares, block
+filter vs global, memory, resume."""
 
 from __future__ import annotations
 
@@ -9,15 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from mdval.train.kalman import (
-    EKF,
-    RLEKF,
-    BlockKalmanFilter,
-    GlobalKalmanFilter,
-    block_layout,
-    flat_parameters,
-    make_kalman_strategy,
-)
+from mdval.train.kalman import EKF, RLEKF, flat_parameters, make_kalman_strategy
+from mdval.train.kalman_filters import BlockKalmanFilter, GlobalKalmanFilter, block_layout
 from mdval.train.strategy import LossWeights
 
 from conftest import emt_cu_frames, small_model
@@ -52,15 +46,16 @@ def test_ekf_on_linear_least_squares_is_recursive_least_squares():
     w = torch.zeros(6, dtype=torch.float64)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     for k in range(0, 120, 4):  # vector measurements of 4 rows
-        H = Xt[k:k + 4].T
-        w = w + kf.update(H, yt[k:k + 4] - H.T @ w)
+        H = Xt[k : k + 4].T
+        w = w + kf.update(H, yt[k : k + 4] - H.T @ w)
     ridge = np.linalg.solve(eta * X.T @ X + np.eye(6) / p0, eta * X.T @ y)
     lstsq = np.linalg.lstsq(X, y, rcond=None)[0]
     np.testing.assert_allclose(w.numpy(), ridge, rtol=RLS_ILL_CONDITIONED, atol=FLOAT64_ABS)
     np.testing.assert_allclose(w.numpy(), lstsq, rtol=RIDGE_VS_LSTSQ, atol=RIDGE_VS_LSTSQ)
     # P is the posterior covariance (η XᵀX + I/p0)⁻¹
-    np.testing.assert_allclose(kf.P.numpy(), np.linalg.inv(eta * X.T @ X + np.eye(6) / p0),
-                               rtol=RLS_ILL_CONDITIONED * 100, atol=FLOAT64_ABS)
+    np.testing.assert_allclose(
+        kf.P.numpy(), np.linalg.inv(eta * X.T @ X + np.eye(6) / p0), rtol=RLS_ILL_CONDITIONED * 100, atol=FLOAT64_ABS
+    )
 
 
 def test_block_layout_gathers_small_and_splits_large():
@@ -78,10 +73,10 @@ def test_batched_block_update_matches_a_loop_over_dense_blocks():
     for _ in range(4):
         h, e = rng.normal(size=n), float(rng.normal())
         delta = kf.update(torch.from_numpy(h), e).numpy()
-        S = lam + sum(h[a:a + s] @ P[b] @ h[a:a + s] for b, (a, s) in enumerate(blocks))
+        S = lam + sum(h[a : a + s] @ P[b] @ h[a : a + s] for b, (a, s) in enumerate(blocks))
         for b, (a, s) in enumerate(blocks):
-            K = P[b] @ h[a:a + s]
-            np.testing.assert_allclose(delta[a:a + s], K * e / S, rtol=FLOAT64_ALGEBRA)
+            K = P[b] @ h[a : a + s]
+            np.testing.assert_allclose(delta[a : a + s], K * e / S, rtol=FLOAT64_ALGEBRA)
             P[b] = (P[b] - np.outer(K, K) / S) / lam
         lam = 0.99 * lam + 0.01
     stored = {}
@@ -94,8 +89,7 @@ def test_batched_block_update_matches_a_loop_over_dense_blocks():
 
 
 def test_rlekf_with_one_block_is_the_global_filter(batches):
-    opts = {"lambda0": 0.98, "nu": 0.9987, "seed": 3, "force_group_size": 2, "n_force_updates": 2,
-            "verbose": False}
+    opts = {"lambda0": 0.98, "nu": 0.9987, "seed": 3, "force_group_size": 2, "n_force_updates": 2, "verbose": False}
     m1 = small_model("behler_parrinello", activation=TAAFS)
     m2 = small_model("behler_parrinello", activation=TAAFS)
     r = RLEKF(m1, {**opts, "block_size": 10**6})
@@ -105,10 +99,10 @@ def test_rlekf_with_one_block_is_the_global_filter(batches):
         out_r = r.step(m1, _fresh(batch), LossWeights(), step)
         out_g = g.step(m2, _fresh(batch), LossWeights(), step)
         assert out_r["loss"] == pytest.approx(out_g["loss"], rel=FLOAT64_ALGEBRA)
-    np.testing.assert_allclose(flat_parameters(r.params).numpy(), flat_parameters(g.params).numpy(),
-                               rtol=FLOAT64_ALGEBRA, atol=FLOAT64_ABS)
-    np.testing.assert_allclose(r.filter.P[0][0].numpy(), g.filter.P.numpy(), rtol=FLOAT64_ALGEBRA,
-                               atol=FLOAT64_ABS)
+    np.testing.assert_allclose(
+        flat_parameters(r.params).numpy(), flat_parameters(g.params).numpy(), rtol=FLOAT64_ALGEBRA, atol=FLOAT64_ABS
+    )
+    np.testing.assert_allclose(r.filter.P[0][0].numpy(), g.filter.P.numpy(), rtol=FLOAT64_ALGEBRA, atol=FLOAT64_ABS)
     assert r.filter.lam == g.filter.lam
     # and the filter moved the weights towards the labels
     assert out_r["energy_mae"] < 1.0
@@ -139,8 +133,9 @@ def test_taafs_coefficients_are_inside_P_and_trained(batches):
     assert not torch.equal(before, coeffs[0].detach())
 
 
-@pytest.mark.parametrize("name,activation,p_dtype", [("rlekf", TAAFS, "float64"), ("ekf", "laaf", "float64"),
-                                                     ("rlekf", "irelu", "float32")])
+@pytest.mark.parametrize(
+    "name,activation,p_dtype", [("rlekf", TAAFS, "float64"), ("ekf", "laaf", "float64"), ("rlekf", "irelu", "float32")]
+)
 def test_resume_gives_the_identical_next_update(name, activation, p_dtype, batches):
     opts = {"block_size": 100, "verbose": False, "seed": 7, "n_force_updates": 2, "p_dtype": p_dtype}
     if name == "ekf":
@@ -163,8 +158,9 @@ def test_resume_gives_the_identical_next_update(name, activation, p_dtype, batch
     assert torch.equal(flat_parameters(s2.params), expected)
     assert out2 == out
     assert s2.state_dict()["step"] == 2
-    assert all(P.dtype == getattr(torch, p_dtype) for P in
-               (s2.filter.P if isinstance(s2.filter.P, list) else [s2.filter.P]))
+    assert all(
+        P.dtype == getattr(torch, p_dtype) for P in (s2.filter.P if isinstance(s2.filter.P, list) else [s2.filter.P])
+    )
 
 
 def test_laaf_slope_recovery_is_dropped_and_reported(batches, capsys):

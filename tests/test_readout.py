@@ -29,8 +29,16 @@ def emt_alloy_frames(n, seed=0):
         atoms.set_chemical_symbols(list(symbols))
         atoms.positions += rng.normal(0.0, 0.08, atoms.positions.shape)
         atoms.calc = EMT()
-        out.append(Frame(symbols=atoms.get_chemical_symbols(), positions=atoms.positions, cell=atoms.cell.array,
-                         pbc=atoms.pbc, energy=atoms.get_potential_energy(), forces=atoms.get_forces()))
+        out.append(
+            Frame(
+                symbols=atoms.get_chemical_symbols(),
+                positions=atoms.positions,
+                cell=atoms.cell.array,
+                pbc=atoms.pbc,
+                energy=atoms.get_potential_energy(),
+                forces=atoms.get_forces(),
+            )
+        )
     return out
 
 
@@ -46,9 +54,10 @@ def loss_of(model, frames) -> torch.Tensor:
     return loss
 
 
-@pytest.mark.parametrize("architecture,activation", [("deeppot_se", "tanh"),
-                                                     ("deeppot_se", "taafs:basis=chebyshev1,scope=layer"),
-                                                     ("behler_parrinello", "tanh")])
+@pytest.mark.parametrize(
+    "architecture,activation",
+    [("deeppot_se", "tanh"), ("deeppot_se", "taafs:basis=chebyshev1,scope=layer"), ("behler_parrinello", "tanh")],
+)
 def test_refit_is_the_minimum_of_the_training_loss(architecture, activation):
     """At ridge 0 the refit readout is a stationary point of the *training loss* (computed by
     mdval.train.loss, not by the least-squares code): zero gradient in the output weights, zero
@@ -116,8 +125,12 @@ def test_trainer_option_refits_and_reports(tmp_path):
     from mdval.deploy.model_file import load
 
     write_emt_data(tmp_path / "cu.xyz")
-    cfg = _cfg(tmp_path, tmp_path, training={"epochs": 2, "readout_refit": True, "readout_ridge": 0.0},
-               learning_rate={"stop_steps": 20})
+    cfg = _cfg(
+        tmp_path,
+        tmp_path,
+        training={"epochs": 2, "readout_refit": True, "readout_ridge": 0.0},
+        learning_rate={"stop_steps": 20},
+    )
     trainer, summary = _train(cfg)
     refit = summary["readout_refit"]
     assert refit["train_loss_after"] < refit["train_loss_before"]
@@ -135,8 +148,11 @@ def test_config_refuses_readout_refit_with_a_virial_term(tmp_path):
     from test_train import _cfg, write_emt_data
 
     write_emt_data(tmp_path / "cu.xyz")
-    with pytest.raises(ValueError, match=r"training.readout_refit fits energies and forces only, but the loss "
-                                         r"has a virial term"):
+    with pytest.raises(
+        ValueError,
+        match=r"training.readout_refit fits energies and forces only, but the loss "
+        r"has a virial term",
+    ):
         _cfg(tmp_path, tmp_path, training={"readout_refit": True}, loss={"limit_pref_v": 1.0})
     with pytest.raises(ValueError, match=r"training.readout_ridge must be a number >= 0 .*got -0.5"):
         _cfg(tmp_path, tmp_path, training={"readout_ridge": -0.5})

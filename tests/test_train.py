@@ -91,6 +91,7 @@ def _train(cfg, resume=False):
 
 # --------------------------------------------------------------------------- units
 
+
 def test_lr_and_prefactor_schedules():
     from mdval.train.loss import LRSchedule, loss_weights, prefactor
 
@@ -103,8 +104,16 @@ def test_lr_and_prefactor_schedules():
     assert stair(9) == stair(0) and stair(10) < stair(9)
     assert prefactor(1000.0, 1.0, 1e-3, 1e-3) == 1000.0
     assert prefactor(1000.0, 1.0, 0.0, 1e-3) == 1.0
-    loss_cfg = {"start_pref_e": 0.02, "limit_pref_e": 1.0, "start_pref_f": 1000.0, "limit_pref_f": 1.0,
-                "start_pref_v": 0.0, "limit_pref_v": 0.0, "label_scale": 10.0, "slope_recovery": 0.5}
+    loss_cfg = {
+        "start_pref_e": 0.02,
+        "limit_pref_e": 1.0,
+        "start_pref_f": 1000.0,
+        "limit_pref_f": 1.0,
+        "start_pref_v": 0.0,
+        "limit_pref_v": 0.0,
+        "label_scale": 10.0,
+        "slope_recovery": 0.5,
+    }
     w0, w100 = loss_weights(loss_cfg, s, 0), loss_weights(loss_cfg, s, 100)
     assert (w0.energy, w0.forces) == pytest.approx((0.02, 1000.0))
     assert w100.forces == pytest.approx(1.0 + 999.0 * 1e-2)
@@ -127,24 +136,35 @@ def test_loss_energy_and_virial_terms_are_deepmd_normalised():
     for k, size in enumerate([(1, 1, 1), (2, 1, 1)]):
         atoms = fcc_cu(size, rattle=0.1, seed=k)
         n = len(atoms)
-        frames.append(Frame(atoms.get_chemical_symbols(), atoms.positions, atoms.cell.array,
-                            [True] * 3, energy=0.0, forces=np.zeros((n, 3)), virial=np.zeros((3, 3))))
+        frames.append(
+            Frame(
+                atoms.get_chemical_symbols(),
+                atoms.positions,
+                atoms.cell.array,
+                [True] * 3,
+                energy=0.0,
+                forces=np.zeros((n, 3)),
+                virial=np.zeros((3, 3)),
+            )
+        )
     pred = predict(model, make_batch(frames, ["Cu"], model.cutoff), create_graph=False)
     de, dw = np.array([0.3, -0.5]), np.array([0.2, 0.7])  # prediction - label (eV)
     for k, frame in enumerate(frames):
         frame.energy = float(pred["energy"][k].detach()) - de[k]
-        frame.forces = pred["forces"].detach().numpy()[4 * k:4 * k + len(frame.symbols)].copy()
+        frame.forces = pred["forces"].detach().numpy()[4 * k : 4 * k + len(frame.symbols)].copy()
         frame.virial = pred["virial"][k].detach().numpy() - dw[k]
     batch = make_batch(frames, ["Cu"], model.cutoff)
     n = np.array([4.0, 8.0])
     for c in (1.0, 10.0):
-        loss, out = compute_loss(model, batch, LossWeights(energy=1.0, forces=0.0, virial=0.0, label_scale=c),
-                                 create_graph=False)
-        assert float(loss.detach()) == pytest.approx(np.mean(de ** 2 / n) / c ** 2, rel=1e-9)
+        loss, out = compute_loss(
+            model, batch, LossWeights(energy=1.0, forces=0.0, virial=0.0, label_scale=c), create_graph=False
+        )
+        assert float(loss.detach()) == pytest.approx(np.mean(de**2 / n) / c**2, rel=1e-9)
         assert out["rmse_e"] == pytest.approx(np.sqrt(np.mean((de / n) ** 2)), rel=1e-9)  # per atom
-        loss, out = compute_loss(model, batch, LossWeights(energy=0.0, forces=1.0, virial=1.0, label_scale=c),
-                                 create_graph=False)
-        assert float(loss.detach()) == pytest.approx(np.mean(dw ** 2 / n) / c ** 2, rel=1e-9)  # forces exact
+        loss, out = compute_loss(
+            model, batch, LossWeights(energy=0.0, forces=1.0, virial=1.0, label_scale=c), create_graph=False
+        )
+        assert float(loss.detach()) == pytest.approx(np.mean(dw**2 / n) / c**2, rel=1e-9)  # forces exact
         assert out["rmse_v"] == pytest.approx(np.sqrt(np.mean((dw / n) ** 2)), rel=1e-9)
 
 
@@ -158,8 +178,16 @@ def test_energy_shift_least_squares_recovers_per_element_energies():
         n_cu, n_ni = rng.integers(1, 20, size=2)
         symbols = ["Cu"] * n_cu + ["Ni"] * n_ni
         n = len(symbols)
-        frames.append(Frame(symbols, rng.normal(size=(n, 3)), np.eye(3) * 10, [True] * 3,
-                            energy=n_cu * e_true["Cu"] + n_ni * e_true["Ni"], forces=np.zeros((n, 3))))
+        frames.append(
+            Frame(
+                symbols,
+                rng.normal(size=(n, 3)),
+                np.eye(3) * 10,
+                [True] * 3,
+                energy=n_cu * e_true["Cu"] + n_ni * e_true["Ni"],
+                forces=np.zeros((n, 3)),
+            )
+        )
     shift = fit_energy_shift(frames, ["Cu", "Ni"])
     np.testing.assert_allclose(shift, [-3.5, -4.25], atol=FLOAT64_EXACT)
 
@@ -170,9 +198,16 @@ def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path):
     from conftest import small_model
 
     model = small_model(activation="taafs:basis=chebyshev1")
-    path = save_checkpoint(tmp_path / "c" / "last.pt",
-                           {"model_config": model.config(), "model": model.state_dict(), "step": 7,
-                            "rng_torch": torch.get_rng_state(), "config": {"a": {"b": [1, 2.5, None]}}})
+    path = save_checkpoint(
+        tmp_path / "c" / "last.pt",
+        {
+            "model_config": model.config(),
+            "model": model.state_dict(),
+            "step": 7,
+            "rng_torch": torch.get_rng_state(),
+            "config": {"a": {"b": [1, 2.5, None]}},
+        },
+    )
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]  # no temp file left
     raw = torch.load(path, weights_only=True)  # plain types and tensors only
     assert raw["step"] == 7
@@ -180,14 +215,24 @@ def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path):
     for (k, a), (_, b) in zip(model.state_dict().items(), rebuilt.state_dict().items()):
         assert torch.equal(a, b), k
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'bad.pt'} is not a readable mdval checkpoint (not a "
-                                                   "file written by torch.save: cut short, or a file of another kind)")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"{tmp_path / 'bad.pt'} is not a readable mdval checkpoint (not a "
+            "file written by torch.save: cut short, or a file of another kind)"
+        ),
+    ):
         load_checkpoint(tmp_path / "bad.pt")
     from mdval.deploy.model_file import export
 
     export(model, tmp_path / "model.pt", {"optimizer": "none"})
-    with pytest.raises(ValueError, match=re.escape("model.pt is not a readable mdval checkpoint (it is an exported "
-                                                   "TorchScript model; give a checkpoint, runs/NAME/checkpoints/best.pt)")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "model.pt is not a readable mdval checkpoint (it is an exported "
+            "TorchScript model; give a checkpoint, runs/NAME/checkpoints/best.pt)"
+        ),
+    ):
         load_checkpoint(tmp_path / "model.pt")
 
 
@@ -205,6 +250,7 @@ def test_config_overrides_and_unknown_keys(tmp_path, data_dir):
 
 
 # --------------------------------------------------------------------------- training
+
 
 def test_short_training_run_loss_falls(tmp_path, data_dir):
     from mdval.deploy.evaluate import error_metrics, predict_frames
@@ -245,8 +291,7 @@ def test_energy_shift_is_refit_each_epoch(tmp_path, data_dir):
     for refit in (True, False):
         folder = tmp_path / str(refit)
         folder.mkdir()
-        cfg = _cfg(folder, data_dir, ["data.stat_frames=1000"],
-                   training={"epochs": 2, "refit_energy_shift": refit})
+        cfg = _cfg(folder, data_dir, ["data.stat_frames=1000"], training={"epochs": 2, "refit_energy_shift": refit})
         trainer, _ = _train(cfg)
         frames = trainer.train_frames
         pred = predict_frames(trainer.model, frames, trainer.model.type_names, trainer.model.cutoff)
@@ -260,13 +305,14 @@ def test_energy_shift_is_refit_each_epoch(tmp_path, data_dir):
 
 
 def test_taafs_coefficients_are_logged(tmp_path, data_dir):
-    cfg = _cfg(tmp_path, data_dir, training={"epochs": 1},
-               model={"activation": "taafs:basis=chebyshev1,degree=3,scope=layer"})
+    cfg = _cfg(
+        tmp_path, data_dir, training={"epochs": 1}, model={"activation": "taafs:basis=chebyshev1,degree=3,scope=layer"}
+    )
     _train(cfg)
     rec = json.loads((tmp_path / "runs" / "t" / "log.jsonl").read_text().splitlines()[0])
-    coeffs = rec["activation_coefficients"]
-    assert len(coeffs) == 4 and all(len(v) == 4 for v in coeffs.values())  # 4 layers, degree 3
-    assert any(abs(v[1] - 1.0) > 0 for v in coeffs.values())  # moved away from tanh's theta_1 = 1
+    coeffs = rec["activation_coefficients"]  # {layer name: {"coeffs": values}}, mdval.nn.introspect
+    assert len(coeffs) == 4 and all(len(v["coeffs"]) == 4 for v in coeffs.values())  # 4 layers, degree 3
+    assert any(abs(v["coeffs"][1] - 1.0) > 0 for v in coeffs.values())  # moved away from tanh's theta_1 = 1
 
 
 def test_resume_is_exact(tmp_path, data_dir):
@@ -308,8 +354,12 @@ def _tensors_equal(a, b, where=""):
 def test_kalman_resume_is_exact(tmp_path, data_dir, optimizer):
     """Kalman filters: 2 epochs straight vs 1 + resume give bitwise-equal weights, P and lambda."""
     opts = {"name": optimizer, "verbose": False}
-    model = {"embedding": [4, 8], "fitting": [8], "axis_neuron": 2,
-             "activation": "taafs:basis=chebyshev1,degree=3,scope=layer"}
+    model = {
+        "embedding": [4, 8],
+        "fitting": [8],
+        "axis_neuron": 2,
+        "activation": "taafs:basis=chebyshev1,degree=3,scope=layer",
+    }
     _train(_cfg(tmp_path / "a", data_dir, training={"epochs": 2}, optimizer=opts, model=model))
     _train(_cfg(tmp_path / "b", data_dir, training={"epochs": 1}, optimizer=opts, model=model))
     _train(_cfg(tmp_path / "b", data_dir, training={"epochs": 2}, optimizer=opts, model=model), resume=True)
@@ -321,9 +371,12 @@ def test_kalman_resume_is_exact(tmp_path, data_dir, optimizer):
 
 
 def test_kill_and_resume_continues_from_checkpoint(tmp_path, data_dir):
-    config = write_config(tmp_path, str(data_dir / "cu.xyz"),
-                          training={"epochs": 40, "checkpoint_every": 3},
-                          learning_rate={"stop_steps": 400})
+    config = write_config(
+        tmp_path,
+        str(data_dir / "cu.xyz"),
+        training={"epochs": 40, "checkpoint_every": 3},
+        learning_rate={"stop_steps": 400},
+    )
     cmd = [sys.executable, "-m", "mdval", "train", str(config), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -336,8 +389,14 @@ def test_kill_and_resume_continues_from_checkpoint(tmp_path, data_dir):
     assert last.exists(), proc.stdout.read().decode()
     step_k = torch.load(last, weights_only=True)["step"]
     assert 0 < step_k < 40 * 4
-    done = subprocess.run(cmd + ["--resume", "--set", "training.epochs=" + str(step_k // 4 + 1)], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        cmd + ["--resume", "--set", "training.epochs=" + str(step_k // 4 + 1)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert f"step {step_k}" in done.stdout.split("\n", 3)[-1] or f"step {step_k}" in done.stdout
     final = torch.load(last, weights_only=True)
@@ -348,6 +407,7 @@ def test_kill_and_resume_continues_from_checkpoint(tmp_path, data_dir):
 
 # --------------------------------------------------------------------------- commands
 
+
 def _run_cli(argv, capsys):
     code = mdval_main(argv)
     out, err = capsys.readouterr()
@@ -356,25 +416,49 @@ def _run_cli(argv, capsys):
 
 def test_cli_bad_inputs(tmp_path, data_dir, capsys):
     cases = []
-    cases.append((["train", str(tmp_path / "nope.toml")],
-                  f"mdval: error: config file not found: {tmp_path / 'nope.toml'}"))
+    cases.append(
+        (["train", str(tmp_path / "nope.toml")], f"mdval: error: config file not found: {tmp_path / 'nope.toml'}")
+    )
     cfg = write_config(tmp_path, str(data_dir / "cu.xyz"))
-    cases.append((["train", str(cfg), "--set", "training.batchsize=2"],
-                  "mdval: error: " + f"{cfg}: unknown key 'training.batchsize'; valid keys in [training]: epochs"))
-    cases.append((["train", str(cfg), "--set", "model.activation='tahn'"],
-                  "mdval: error: unknown activation 'tahn' in spec 'tahn'; valid: tanh, silu"))
-    cases.append((["train", str(cfg), "--set", f"data.train='{tmp_path / 'missing.xyz'}'"],
-                  f"mdval: error: data file not found: {tmp_path / 'missing.xyz'}"))
+    cases.append(
+        (
+            ["train", str(cfg), "--set", "training.batchsize=2"],
+            "mdval: error: " + f"{cfg}: unknown key 'training.batchsize'; valid keys in [training]: epochs",
+        )
+    )
+    cases.append(
+        (
+            ["train", str(cfg), "--set", "model.activation='tahn'"],
+            "mdval: error: unknown activation 'tahn' in spec 'tahn'; valid: tanh, silu",
+        )
+    )
+    cases.append(
+        (
+            ["train", str(cfg), "--set", f"data.train='{tmp_path / 'missing.xyz'}'"],
+            f"mdval: error: data file not found: {tmp_path / 'missing.xyz'}",
+        )
+    )
     (tmp_path / "empty.xyz").write_text("")
-    cases.append((["train", str(cfg), "--set", f"data.train='{tmp_path / 'empty.xyz'}'"],
-                  f"mdval: error: {tmp_path / 'empty.xyz'}: no frames; the data set is empty"))
+    cases.append(
+        (
+            ["train", str(cfg), "--set", f"data.train='{tmp_path / 'empty.xyz'}'"],
+            f"mdval: error: {tmp_path / 'empty.xyz'}: no frames; the data set is empty",
+        )
+    )
     write_emt_data(tmp_path / "nan.xyz", n_frames=3, nan_frame=1)
-    cases.append((["train", str(cfg), "--set", f"data.train='{tmp_path / 'nan.xyz'}'"],
-                  f"mdval: error: {tmp_path / 'nan.xyz'} frame 1: forces contain NaN or inf"))
-    cases.append((["export", str(tmp_path / "none.pt")],
-                  f"mdval: error: checkpoint not found: {tmp_path / 'none.pt'}"))
-    cases.append((["test", str(tmp_path / "none.pt"), str(data_dir / "cu.xyz")],
-                  f"mdval: error: model file not found: {tmp_path / 'none.pt'}"))
+    cases.append(
+        (
+            ["train", str(cfg), "--set", f"data.train='{tmp_path / 'nan.xyz'}'"],
+            f"mdval: error: {tmp_path / 'nan.xyz'} frame 1: forces contain NaN or inf",
+        )
+    )
+    cases.append((["export", str(tmp_path / "none.pt")], f"mdval: error: checkpoint not found: {tmp_path / 'none.pt'}"))
+    cases.append(
+        (
+            ["test", str(tmp_path / "none.pt"), str(data_dir / "cu.xyz")],
+            f"mdval: error: model file not found: {tmp_path / 'none.pt'}",
+        )
+    )
     for argv, message in cases:
         code, out, err = _run_cli(argv, capsys)
         assert code == 2, (argv, out, err)
@@ -387,8 +471,11 @@ def test_mdval_test_and_export(tmp_path, data_dir, capsys):
     code, out, err = _run_cli(["train", str(cfg), "--quiet"], capsys)
     assert code == 0, err
     run = tmp_path / "runs" / "t"
-    meta = json.loads(__import__("zipfile").ZipFile(run / "model.pt").read(
-        next(n for n in __import__("zipfile").ZipFile(run / "model.pt").namelist() if n.endswith("mdval.json"))))
+    meta = json.loads(
+        __import__("zipfile")
+        .ZipFile(run / "model.pt")
+        .read(next(n for n in __import__("zipfile").ZipFile(run / "model.pt").namelist() if n.endswith("mdval.json")))
+    )
     assert meta["optimizer"] == "adam" and meta["activation"] == "tanh"
     assert len(meta["training_data"]["sha256"]) == 64 and meta["training_data"]["n_train"] == 7
     assert meta["metrics"]["force_rmse_eV_per_A"] > 0

@@ -163,8 +163,9 @@ def iterate_batches(
         yield make_batch(chunk, type_names, cutoff, neighbor_cache)
 
 
-def precompute_neighbors(frames: Sequence[Frame], cutoff: float, cache: NeighborCache | None = None,
-                         progress: bool = False) -> NeighborCache:
+def precompute_neighbors(
+    frames: Sequence[Frame], cutoff: float, cache: NeighborCache | None = None, progress: bool = False
+) -> NeighborCache:
     """Fill (and return) a cache with the neighbour list of every frame, once for a whole run."""
     cache = cache if cache is not None else NeighborCache()
     iterable = frames

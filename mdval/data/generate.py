@@ -36,18 +36,26 @@ RECIPE_VERSION: int = 1
 
 #: Default crystal per element: (structure, a in Å[, c in Å]); roughly the teachers' minima.
 LATTICE_DEFAULTS: dict[str, tuple] = {
-    "Cu": ("fcc", 3.61), "Al": ("fcc", 4.05), "Ni": ("fcc", 3.52), "Ag": ("fcc", 4.09),
-    "Au": ("fcc", 4.08), "Pd": ("fcc", 3.89), "Pt": ("fcc", 3.92),
-    "Si": ("diamond", 5.43), "Ge": ("diamond", 5.66),
-    "Li": ("bcc", 3.44), "Mo": ("bcc", 3.15), "Mg": ("hcp", 3.21, 5.21),
+    "Cu": ("fcc", 3.61),
+    "Al": ("fcc", 4.05),
+    "Ni": ("fcc", 3.52),
+    "Ag": ("fcc", 4.09),
+    "Au": ("fcc", 4.08),
+    "Pd": ("fcc", 3.89),
+    "Pt": ("fcc", 3.92),
+    "Si": ("diamond", 5.43),
+    "Ge": ("diamond", 5.66),
+    "Li": ("bcc", 3.44),
+    "Mo": ("bcc", 3.15),
+    "Mg": ("hcp", 3.21, 5.21),
 }
 
 #: Supercell repeats of the conventional cell giving 32-108 atoms.
 SUPERCELLS: dict[str, list[tuple[int, int, int]]] = {
-    "fcc": [(2, 2, 2), (2, 2, 3), (2, 3, 3), (3, 3, 3)],        # 32, 48, 72, 108 atoms
-    "bcc": [(2, 2, 4), (3, 3, 3), (3, 3, 4), (3, 4, 4)],        # 32, 54, 72, 96
-    "diamond": [(1, 2, 2), (2, 2, 2), (2, 2, 3)],               # 32, 64, 96
-    "hcp": [(2, 2, 2), (3, 2, 2), (3, 3, 2)],                   # 32, 48, 72 (orthorhombic, 4 atoms)
+    "fcc": [(2, 2, 2), (2, 2, 3), (2, 3, 3), (3, 3, 3)],  # 32, 48, 72, 108 atoms
+    "bcc": [(2, 2, 4), (3, 3, 3), (3, 3, 4), (3, 4, 4)],  # 32, 54, 72, 96
+    "diamond": [(1, 2, 2), (2, 2, 2), (2, 2, 3)],  # 32, 64, 96
+    "hcp": [(2, 2, 2), (3, 2, 2), (3, 3, 2)],  # 32, 48, 72 (orthorhombic, 4 atoms)
 }
 
 
@@ -55,9 +63,9 @@ SUPERCELLS: dict[str, list[tuple[int, int, int]]] = {
 class GenerateSettings:
     """Everything that determines the generated file (its hash is the cache key)."""
 
-    reference: str = "emt"                      # emt | lammps | lammps:<preset>
-    element: str | None = None                  # default: Cu for emt, the preset's element
-    pair_style: str | None = None               # only for reference "lammps"
+    reference: str = "emt"  # emt | lammps | lammps:<preset>
+    element: str | None = None  # default: Cu for emt, the preset's element
+    pair_style: str | None = None  # only for reference "lammps"
     pair_coeff: list[str] = field(default_factory=list)
     n_frames: int = 600
     seed: int = 0
@@ -69,8 +77,8 @@ class GenerateSettings:
     frames_per_trajectory: int = 24
     strain_fraction: float = 0.2
     max_strain: float = 0.03
-    lattice: list | None = None                 # (structure, a[, c]); default LATTICE_DEFAULTS
-    supercells: list | None = None              # default SUPERCELLS[structure]
+    lattice: list | None = None  # (structure, a[, c]); default LATTICE_DEFAULTS
+    supercells: list | None = None  # default SUPERCELLS[structure]
 
     def resolved(self, elements: list[str]) -> GenerateSettings:
         """A copy with element, lattice and supercells filled in from the defaults."""
@@ -154,14 +162,25 @@ def _md_frames(settings, calculator, rng, n: int, base_info: dict, progress):
         thermalize = getattr(velocities, "thermalize_momenta", velocities.MaxwellBoltzmannDistribution)
         thermalize(atoms, temperature_K=temperature_K, rng=rng)
         velocities.Stationary(atoms)
-        dyn = Langevin(atoms, timestep=settings.timestep_fs * units.fs, temperature_K=temperature_K,
-                       friction=settings.friction_per_fs / units.fs, rng=rng, fixcm=False)
+        dyn = Langevin(
+            atoms,
+            timestep=settings.timestep_fs * units.fs,
+            temperature_K=temperature_K,
+            friction=settings.friction_per_fs / units.fs,
+            rng=rng,
+            fixcm=False,
+        )
         dyn.run(settings.equilibration_steps)
         n_here = min(settings.frames_per_trajectory, n - len(frames))
         for sample in range(n_here):
             dyn.run(settings.sample_every)
-            info = {**base_info, "kind": "md", "temperature_K": temperature_K, "trajectory": t,
-                    "step": settings.equilibration_steps + (sample + 1) * settings.sample_every}
+            info = {
+                **base_info,
+                "kind": "md",
+                "temperature_K": temperature_K,
+                "trajectory": t,
+                "step": settings.equilibration_steps + (sample + 1) * settings.sample_every,
+            }
             frames.append(_labelled(atoms, calculator, info))
             progress.update(1)
         atoms.calc = None
@@ -182,8 +201,6 @@ def read_settings_hash(path) -> str | None:
     return None
 
 
-
-
 def generate(settings: GenerateSettings, out, *, force: bool = False, progress: bool = True) -> Path:
     """Generate (or reuse, if cached) the data set described by ``settings`` at ``out``
     (extxyz). Returns the path."""
@@ -201,27 +218,41 @@ def generate(settings: GenerateSettings, out, *, force: bool = False, progress: 
     if not settings.temperatures_K or not all(np.isfinite(T) and T > 0 for T in settings.temperatures_K):
         raise ValueError(f"temperatures_K must be one or more temperatures > 0 K, got {settings.temperatures_K}")
     if not 0.0 <= settings.strain_fraction <= 1.0:
-        raise ValueError(f"strain_fraction must be in [0, 1] (the share of strained frames), "
-                         f"got {settings.strain_fraction}")
-    calculator, description = make_teacher(settings.reference, element=settings.element,
-                                           pair_style=settings.pair_style, pair_coeff=settings.pair_coeff)
+        raise ValueError(
+            f"strain_fraction must be in [0, 1] (the share of strained frames), got {settings.strain_fraction}"
+        )
+    calculator, description = make_teacher(
+        settings.reference, element=settings.element, pair_style=settings.pair_style, pair_coeff=settings.pair_coeff
+    )
     settings = settings.resolved(description["elements"])
     settings_hash = settings.hash()
     if not force and out.exists() and read_settings_hash(out) == settings_hash:
         return out
     rng = np.random.default_rng(settings.seed)
-    base_info = {"reference": settings.reference, "element": settings.element, "seed": settings.seed,
-                 "settings_hash": settings_hash, "mdval_version": __version__}
+    base_info = {
+        "reference": settings.reference,
+        "element": settings.element,
+        "seed": settings.seed,
+        "settings_hash": settings_hash,
+        "mdval_version": __version__,
+    }
     n_strain = int(round(settings.strain_fraction * settings.n_frames))
-    with tqdm(total=settings.n_frames, desc=f"{settings.reference} {settings.element}", unit="frame",
-              disable=not progress) as bar:
+    with tqdm(
+        total=settings.n_frames, desc=f"{settings.reference} {settings.element}", unit="frame", disable=not progress
+    ) as bar:
         frames = _strained_frames(settings, calculator, rng, n_strain, base_info, bar)
         frames += _md_frames(settings, calculator, rng, settings.n_frames - n_strain, base_info, bar)
     buffer = io.StringIO()
     ase.io.write(buffer, frames, format="extxyz")
-    provenance = {"settings": asdict(settings), "settings_hash": settings_hash, "teacher": description,
-                  "recipe_version": RECIPE_VERSION, "mdval_version": __version__, "n_frames": len(frames),
-                  "units": {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (ASE sign)"}}
+    provenance = {
+        "settings": asdict(settings),
+        "settings_hash": settings_hash,
+        "teacher": description,
+        "recipe_version": RECIPE_VERSION,
+        "mdval_version": __version__,
+        "n_frames": len(frames),
+        "units": {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (ASE sign)"},
+    }
     fileio.write_json(out.with_name(out.name + ".provenance.json"), provenance)
     fileio.write_text(out, buffer.getvalue())
     return out

@@ -66,9 +66,7 @@ def _check_inputs(positions, cell, pbc, cutoff) -> tuple[np.ndarray, np.ndarray,
         raise ValueError("positions contain NaN or inf; cannot build a neighbour list")
     if pbc.any():
         periodic = cell[pbc]
-        if np.linalg.matrix_rank(periodic) < periodic.shape[0] or np.any(
-            np.linalg.norm(periodic, axis=1) == 0.0
-        ):
+        if np.linalg.matrix_rank(periodic) < periodic.shape[0] or np.any(np.linalg.norm(periodic, axis=1) == 0.0):
             raise ValueError(
                 f"the cell vectors along periodic directions {np.nonzero(pbc)[0].tolist()} are zero "
                 f"or linearly dependent (cell = {cell.tolist()}); give a proper cell or set pbc=False"

@@ -156,9 +156,7 @@ def _resolve_device(device) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r} ({exc})"
-        ) from None
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r} ({exc})") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
@@ -169,8 +167,7 @@ def _resolve_device(device) -> torch.device:
         count = torch.cuda.device_count()
         if resolved.index is not None and resolved.index >= count:
             raise ValueError(
-                f"device={str(device)!r}: there are only {count} CUDA device(s) "
-                f"(cuda:0..cuda:{count - 1})"
+                f"device={str(device)!r}: there are only {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
             )
     elif resolved.type != "cpu":
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
@@ -267,9 +264,7 @@ class Calculator(_AseCalculator):
         positions = atoms.positions
         cell = atoms.cell.array
         if not np.isfinite(cell).all():
-            raise AtomsInputError(
-                f"the cell contains NaN or inf: {cell.tolist()}; set a finite cell (Å)"
-            )
+            raise AtomsInputError(f"the cell contains NaN or inf: {cell.tolist()}; set a finite cell (Å)")
         finite = np.isfinite(positions).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite)
@@ -351,8 +346,9 @@ class Calculator(_AseCalculator):
             )
         return {k: v.detach() for k, v in out.items()}
 
-    def _evaluate_chunks(self, inputs: ModelInputs, bounds: list[tuple[int, int]],
-                         want_atom_virial: bool = True) -> Dict[str, torch.Tensor]:
+    def _evaluate_chunks(
+        self, inputs: ModelInputs, bounds: list[tuple[int, int]], want_atom_virial: bool = True
+    ) -> Dict[str, torch.Tensor]:
         """:meth:`evaluate` by chunks of centres [begin, end), one model call each, with the sums
         of energy_forces_virial accumulated. A call gets the chunk's edges and c = end - begin
         local nodes (its centres, renumbered 0..c-1); a neighbour outside the chunk becomes a
@@ -394,8 +390,12 @@ class Calculator(_AseCalculator):
             if atom_virial is not None:
                 half = 0.5 * edge_virial
                 atom_virial.index_add_(0, ci, half).index_add_(0, nj, half)
-        out = {"atom_energy": atom_energy, "energy": atom_energy.sum().reshape(1), "forces": forces,
-               "virial": virial.reshape(1, 3, 3)}
+        out = {
+            "atom_energy": atom_energy,
+            "energy": atom_energy.sum().reshape(1),
+            "forces": forces,
+            "virial": virial.reshape(1, 3, 3),
+        }
         if atom_virial is not None:
             out["atom_virial"] = atom_virial
         return out
@@ -446,9 +446,7 @@ class Calculator(_AseCalculator):
                 "energy and forces"
             )
         if wants_stress and abs(np.linalg.det(atoms.cell.array)) == 0.0:
-            raise AtomsInputError(
-                f"stress needs a cell with non-zero volume, got cell {atoms.cell.array.tolist()}"
-            )
+            raise AtomsInputError(f"stress needs a cell with non-zero volume, got cell {atoms.cell.array.tolist()}")
         if len(atoms) == 0:
             self.results = self._empty_results(atoms)
             return

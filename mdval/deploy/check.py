@@ -109,8 +109,21 @@ SKIN_A = 2.0  # extra radius of the lists with edges beyond the cutoff (Å)
 GAP_A = 0.5  # the two clusters of the locality check start this far beyond the cutoff (Å)
 
 #: The checks in report order; those after "output" call forward().
-CHECK_NAMES = ("metadata", "abi", "species", "output", "inputs", "finite", "forces", "cutoff",
-               "locality", "translation", "rotation", "permutation", "ghosts")
+CHECK_NAMES = (
+    "metadata",
+    "abi",
+    "species",
+    "output",
+    "inputs",
+    "finite",
+    "forces",
+    "cutoff",
+    "locality",
+    "translation",
+    "rotation",
+    "permutation",
+    "ghosts",
+)
 
 
 @dataclass(frozen=True)
@@ -149,8 +162,11 @@ class CheckReport:
         return "\n".join(lines + [summary])
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "passed": self.passed,
-                "checks": [{"name": r.name, "status": r.status, "detail": r.detail} for r in self.results]}
+        return {
+            "model": self.model,
+            "passed": self.passed,
+            "checks": [{"name": r.name, "status": r.status, "detail": r.detail} for r in self.results],
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
@@ -180,8 +196,7 @@ class Probe:
         return np.random.default_rng((self.seed, stream))
 
     def run(self, structure: Structure, *, skin_A: float = 0.0, ghosts: bool = False) -> Result:
-        return evaluate(self.model, Graph.of(structure, self.cutoff + skin_A), structure.positions,
-                        ghosts=ghosts)
+        return evaluate(self.model, Graph.of(structure, self.cutoff + skin_A), structure.positions, ghosts=ghosts)
 
     def base(self, structure: Structure, ghosts: bool = False) -> Result:
         """The result of one of :attr:`structures` on the list at the cutoff (cached)."""
@@ -197,14 +212,14 @@ class Probe:
     def agreement(self, pairs: list[tuple[Result, Result]]) -> tuple[bool, str]:
         """Whether each (reference, other) pair, atoms and force axes aligned, agrees to the
         invariance tolerance; the detail gives the largest differences."""
-        e_ref, e_new, f_ref, f_new = (np.concatenate([getattr(p[k], a).ravel() for p in pairs])
-                                      for a in ("energies", "forces") for k in (0, 1))
+        e_ref, e_new, f_ref, f_new = (
+            np.concatenate([getattr(p[k], a).ravel() for p in pairs]) for a in ("energies", "forces") for k in (0, 1)
+        )
         de = float(np.max(np.abs(e_new - e_ref), initial=0.0))
         df = float(np.max(np.abs(f_new - f_ref), initial=0.0))
         tol_e, tol_f = self.tolerance(e_ref), self.tolerance(f_ref)
         ok = de <= tol_e and df <= tol_f
-        return ok, (f"max |ΔE_i| {de:.1e} eV, max |ΔF| {df:.1e} eV/Å "
-                    f"(tolerance {tol_e:.1e} eV, {tol_f:.1e} eV/Å)")
+        return ok, (f"max |ΔE_i| {de:.1e} eV, max |ΔF| {df:.1e} eV/Å (tolerance {tol_e:.1e} eV, {tol_f:.1e} eV/Å)")
 
 
 def aligned(energies: np.ndarray, forces: np.ndarray) -> Result:
@@ -227,8 +242,10 @@ def check_output(probe: Probe) -> tuple[bool, str]:
             edges.append(len(result.edge_grad))
             if with_ghosts:
                 ghosts.append(int(Graph.of(structure, probe.cutoff).shifts.any(axis=1).sum()))
-    return True, (f"float64 energies [n_local] on {len(atoms)} inputs: {min(atoms)}-{max(atoms)} "
-                  f"atoms, {min(edges)}-{max(edges)} edges, up to {max(ghosts)} ghost nodes")
+    return True, (
+        f"float64 energies [n_local] on {len(atoms)} inputs: {min(atoms)}-{max(atoms)} "
+        f"atoms, {min(edges)}-{max(edges)} edges, up to {max(ghosts)} ghost nodes"
+    )
 
 
 INPUT_NAMES = ("species", "edge_index", "edge_vectors")
@@ -236,17 +253,23 @@ INPUT_NAMES = ("species", "edge_index", "edge_vectors")
 
 def check_inputs(probe: Probe) -> tuple[bool, str]:
     for structure in (probe.cluster, probe.cells[0]):
-        inputs = Graph.of(structure, probe.cutoff).inputs(structure.positions, probe.model.device,
-                                                          ghosts=bool(structure.pbc.all()))
+        inputs = Graph.of(structure, probe.cutoff).inputs(
+            structure.positions, probe.model.device, ghosts=bool(structure.pbc.all())
+        )
         kept = {name: t.clone() for name, t in zip(INPUT_NAMES, inputs[:3], strict=True)}
         with torch.enable_grad():
             probe.model(*inputs)
-        changed = [name for (name, before), after in zip(kept.items(), inputs[:3], strict=True)
-                   if not torch.equal(before, after)]
+        changed = [
+            name
+            for (name, before), after in zip(kept.items(), inputs[:3], strict=True)
+            if not torch.equal(before, after)
+        ]
         if changed:
-            return False, (f"forward() changed its input {', '.join(changed)} in place on the "
-                           f"{structure.name}: callers reuse the inputs for forces and virials; "
-                           "compute on a copy")
+            return False, (
+                f"forward() changed its input {', '.join(changed)} in place on the "
+                f"{structure.name}: callers reuse the inputs for forces and virials; "
+                "compute on a copy"
+            )
     return True, "species, edge_index and edge_vectors as they were after forward()"
 
 
@@ -255,13 +278,14 @@ def check_finite(probe: Probe) -> tuple[bool, str]:
         result = probe.base(structure)
         bad = non_finite_atoms(torch.from_numpy(result.energies), torch.from_numpy(result.forces))
         if bad is not None:
-            return False, str(non_finite_error("the model", bad, len(result.energies),
-                                               f" on the {structure.name}"))
+            return False, str(non_finite_error("the model", bad, len(result.energies), f" on the {structure.name}"))
     energies = np.concatenate([probe.base(s).energies for s in probe.structures])
     forces = np.concatenate([probe.base(s).forces for s in probe.structures])
-    return True, (f"on {len(probe.structures)} structures, {len(energies)} atoms: E_i from "
-                  f"{energies.min():.4g} to {energies.max():.4g} eV, max |F| "
-                  f"{np.abs(forces).max():.3g} eV/Å")
+    return True, (
+        f"on {len(probe.structures)} structures, {len(energies)} atoms: E_i from "
+        f"{energies.min():.4g} to {energies.max():.4g} eV, max |F| "
+        f"{np.abs(forces).max():.3g} eV/Å"
+    )
 
 
 def total_energy(model_file: ModelFile, graph: Graph, positions: np.ndarray) -> float:
@@ -281,15 +305,16 @@ def check_forces(probe: Probe) -> tuple[bool, str]:
                 plus, minus = structure.positions.copy(), structure.positions.copy()
                 plus[atom, axis] += h
                 minus[atom, axis] -= h
-                difference = (total_energy(probe.model, graph, plus)
-                              - total_energy(probe.model, graph, minus))
+                difference = total_energy(probe.model, graph, plus) - total_energy(probe.model, graph, minus)
                 numeric = -difference / (plus[atom, axis] - minus[atom, axis])
                 differences.append(abs(numeric - forces[atom, axis]))
                 autograd.append(forces[atom, axis])
     worst, tol = max(differences), probe.tolerance(np.array(autograd), probe.fd_rtol)
-    return worst <= tol, (f"central differences (h = {h:g} Å) of {len(differences)} force "
-                          f"components on the cluster and a cell: max |F_fd - F| {worst:.1e} eV/Å "
-                          f"(tolerance {tol:.1e} eV/Å)")
+    return worst <= tol, (
+        f"central differences (h = {h:g} Å) of {len(differences)} force "
+        f"components on the cluster and a cell: max |F_fd - F| {worst:.1e} eV/Å "
+        f"(tolerance {tol:.1e} eV/Å)"
+    )
 
 
 def check_cutoff(probe: Probe) -> tuple[bool, str]:
@@ -307,7 +332,8 @@ def check_cutoff(probe: Probe) -> tuple[bool, str]:
     tol = probe.tolerance(np.concatenate([p[0].forces.ravel() for p in pairs]))
     return ok and grad <= tol, (
         f"{n_extra} edges from {probe.cutoff:g} to {probe.cutoff + SKIN_A:g} Å added (a cell, two "
-        f"clusters): {detail}; max |dE/dr| on those edges {grad:.1e} eV/Å")
+        f"clusters): {detail}; max |dE/dr| on those edges {grad:.1e} eV/Å"
+    )
 
 
 def check_locality(probe: Probe) -> tuple[bool, str]:
@@ -320,11 +346,14 @@ def check_locality(probe: Probe) -> tuple[bool, str]:
     after = probe.run(moved, skin_A=SKIN_A)
     graph = Graph.of(probe.pair, probe.cutoff + SKIN_A)
     links = int(((graph.centers < n) & (graph.neighbors >= n)).sum())
-    ok, detail = probe.agreement([(aligned(before.energies[:n], before.forces[:n]),
-                                   aligned(after.energies[:n], after.forces[:n]))])
-    return ok, (f"a second cluster beyond the {probe.cutoff:g} Å cutoff of the {n}-atom cluster "
-                f"({links} edges to it in a list with a {SKIN_A:g} Å skin) moved and deformed: "
-                f"the first cluster's {detail}")
+    ok, detail = probe.agreement(
+        [(aligned(before.energies[:n], before.forces[:n]), aligned(after.energies[:n], after.forces[:n]))]
+    )
+    return ok, (
+        f"a second cluster beyond the {probe.cutoff:g} Å cutoff of the {n}-atom cluster "
+        f"({links} edges to it in a list with a {SKIN_A:g} Å skin) moved and deformed: "
+        f"the first cluster's {detail}"
+    )
 
 
 def check_translation(probe: Probe) -> tuple[bool, str]:
@@ -353,8 +382,7 @@ def check_permutation(probe: Probe) -> tuple[bool, str]:
     pairs = []
     for structure in probe.cells + [probe.cluster]:
         order = rng.permutation(len(structure.species))
-        renumbered = replace(structure, positions=structure.positions[order],
-                             species=structure.species[order])
+        renumbered = replace(structure, positions=structure.positions[order], species=structure.species[order])
         base = probe.base(structure)
         pairs.append((aligned(base.energies[order], base.forces[order]), probe.run(renumbered)))
     ok, detail = probe.agreement(pairs)
@@ -364,16 +392,26 @@ def check_permutation(probe: Probe) -> tuple[bool, str]:
 def check_ghosts(probe: Probe) -> tuple[bool, str]:
     pairs = [(probe.base(s), probe.base(s, ghosts=True)) for s in probe.cells]
     ok, detail = probe.agreement(pairs)
-    return ok, (f"{len(pairs)} periodic cell(s) with their images as ghost nodes (as in LAMMPS) "
-                f"against images in the edge vectors (as in ASE): {detail}")
+    return ok, (
+        f"{len(pairs)} periodic cell(s) with their images as ghost nodes (as in LAMMPS) "
+        f"against images in the edge vectors (as in ASE): {detail}"
+    )
 
 
 #: The checks that call forward(), in order; a failure of a gate skips the checks after it.
-RUNTIME_CHECKS = (("species", check_species), ("output", check_output), ("inputs", check_inputs),
-                  ("finite", check_finite), ("forces", check_forces), ("cutoff", check_cutoff),
-                  ("locality", check_locality), ("translation", check_translation),
-                  ("rotation", check_rotation), ("permutation", check_permutation),
-                  ("ghosts", check_ghosts))
+RUNTIME_CHECKS = (
+    ("species", check_species),
+    ("output", check_output),
+    ("inputs", check_inputs),
+    ("finite", check_finite),
+    ("forces", check_forces),
+    ("cutoff", check_cutoff),
+    ("locality", check_locality),
+    ("translation", check_translation),
+    ("rotation", check_rotation),
+    ("permutation", check_permutation),
+    ("ghosts", check_ghosts),
+)
 GATES = ("output", "finite")
 
 
@@ -391,27 +429,35 @@ def check_metadata_keys(meta, problem: str | None, path) -> tuple[bool, str]:
     """Every required key, its value rules (``check_metadata``) and its type; not the abi, which
     has a check of its own."""
     if not isinstance(meta, dict):
-        return False, _without_path(problem or f"{METADATA_FILENAME} must hold a JSON object, got "
-                                    f"{type(meta).__name__}", path)
+        return False, _without_path(
+            problem or f"{METADATA_FILENAME} must hold a JSON object, got {type(meta).__name__}", path
+        )
     try:
         check_metadata({**meta, "abi": ABI_VERSION} if "abi" in meta else meta, path)
     except ModelFileError as exc:
         return False, _without_path(str(exc), path)
-    wrong = [f"{key} is {type(meta[key]).__name__}, expected {' or '.join(t.__name__ for t in types)}"
-             for key, types in METADATA_TYPES.items() if key in meta and not _has_type(meta[key], types)]
+    wrong = [
+        f"{key} is {type(meta[key]).__name__}, expected {' or '.join(t.__name__ for t in types)}"
+        for key, types in METADATA_TYPES.items()
+        if key in meta and not _has_type(meta[key], types)
+    ]
     if wrong:
         return False, f"metadata of the wrong type: {'; '.join(wrong)}; re-export the model"
-    return True, (f"{len(REQUIRED_METADATA_KEYS)} required keys of the right types: cutoff "
-                  f"{meta['cutoff']:g} Å, type_names [{', '.join(meta['type_names'])}], "
-                  f"{meta['compute_dtype']}, {meta['architecture']}, optimizer {meta['optimizer']}")
+    return True, (
+        f"{len(REQUIRED_METADATA_KEYS)} required keys of the right types: cutoff "
+        f"{meta['cutoff']:g} Å, type_names [{', '.join(meta['type_names'])}], "
+        f"{meta['compute_dtype']}, {meta['architecture']}, optimizer {meta['optimizer']}"
+    )
 
 
 def check_abi(meta) -> tuple[bool, str]:
     abi = meta.get("abi") if isinstance(meta, dict) else None
     if abi == ABI_VERSION and not isinstance(abi, bool):
         return True, f"abi {ABI_VERSION}, the model-file ABI this mdval and pair_style taafs serve"
-    return False, (f"abi {abi!r}, but this mdval and pair_style taafs serve abi {ABI_VERSION}: use "
-                   "the mdval version that wrote the file or re-export the model")
+    return False, (
+        f"abi {abi!r}, but this mdval and pair_style taafs serve abi {ABI_VERSION}: use "
+        "the mdval version that wrote the file or re-export the model"
+    )
 
 
 def _runnable(meta) -> bool:
@@ -419,8 +465,14 @@ def _runnable(meta) -> bool:
     if not isinstance(meta, dict):
         return False
     cutoff, names = meta.get("cutoff"), meta.get("type_names")
-    return (_has_type(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0
-            and isinstance(names, list) and bool(names) and all(isinstance(n, str) and n for n in names))
+    return (
+        _has_type(cutoff, (int, float))
+        and math.isfinite(cutoff)
+        and cutoff > 0
+        and isinstance(names, list)
+        and bool(names)
+        and all(isinstance(n, str) and n for n in names)
+    )
 
 
 def _open(model, metadata: dict | None, device: torch.device) -> tuple[ModelFile, object, str | None, str]:
@@ -443,9 +495,13 @@ def _open(model, metadata: dict | None, device: torch.device) -> tuple[ModelFile
         with quiet_torchscript():
             module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception as exc:  # torch raises RuntimeError with a long C++ trace
-        raise ModelFileError(problem or (
-            f"{path} could not be loaded by TorchScript ({torch_reason(exc)}): the file is corrupt "
-            "or from an incompatible torch; re-export it with `mdval export CHECKPOINT`")) from None
+        raise ModelFileError(
+            problem
+            or (
+                f"{path} could not be loaded by TorchScript ({torch_reason(exc)}): the file is corrupt "
+                "or from an incompatible torch; re-export it with `mdval export CHECKPOINT`"
+            )
+        ) from None
     module.eval()
     try:
         meta = json.loads(extra[METADATA_FILENAME]) if extra[METADATA_FILENAME] else None
@@ -472,8 +528,13 @@ def _runtime_results(probe: Probe) -> list[CheckResult]:
     return results
 
 
-def validate_model(model: str | os.PathLike | torch.nn.Module, *, metadata: dict | None = None,
-                   device: str | torch.device = "cpu", seed: int = 0) -> CheckReport:
+def validate_model(
+    model: str | os.PathLike | torch.nn.Module,
+    *,
+    metadata: dict | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> CheckReport:
     """Check a model file, or a module keeping the ABI, against the model-file contract.
 
     ``model``: a path, or an ``nn.Module`` / ``ScriptModule``, whose metadata is what ``export``
@@ -485,8 +546,13 @@ def validate_model(model: str | os.PathLike | torch.nn.Module, *, metadata: dict
     """
     device = torch.device(device)
     model_file, meta, problem, label = _open(model, metadata, device)
-    results = [CheckResult(name, "pass" if ok else "fail", detail) for name, (ok, detail) in
-               (("metadata", check_metadata_keys(meta, problem, model_file.path)), ("abi", check_abi(meta)))]
+    results = [
+        CheckResult(name, "pass" if ok else "fail", detail)
+        for name, (ok, detail) in (
+            ("metadata", check_metadata_keys(meta, problem, model_file.path)),
+            ("abi", check_abi(meta)),
+        )
+    ]
     if not _runnable(meta):
         reason = "needs a positive cutoff and a list of type_names in the metadata"
         return CheckReport(label, results + [CheckResult(name, "skip", reason) for name, _ in RUNTIME_CHECKS])

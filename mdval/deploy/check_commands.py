@@ -29,8 +29,7 @@ def _check(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "check",
-        help="check a model file against the model-file contract (metadata, shapes, invariances, "
-        "FD forces)",
+        help="check a model file against the model-file contract (metadata, shapes, invariances, FD forces)",
         description="Check a model file against the model-file contract (ABI v1): metadata keys "
         "and types, abi version, type_names against the network, output shape and dtype, inputs "
         "left unchanged, finite energies and forces, forces as the negative gradient (central "
@@ -42,6 +41,10 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", help="model file (.pt) written by mdval export")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--seed", type=non_negative_int, default=0,
-                   help="seed of the random rattles, shifts, rotations and renumberings")
+    p.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the random rattles, shifts, rotations and renumberings",
+    )
     p.set_defaults(func=_check)

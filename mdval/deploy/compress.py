@@ -79,12 +79,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", help="model file (.pt) written by mdval export")
     p.add_argument("-o", "--out", required=True, help="compressed model file to write")
-    p.add_argument("--r-min", type=float, default=0.5,
-                   help="pairs closer than this distance in Å use the exact nets")
-    p.add_argument("--tolerance", type=float, default=1e-10,
-                   help="largest interpolation error, relative to max |G|")
-    p.add_argument("--dtype", choices=("float64", "float32"),
-                   help="compute dtype of the written model (default: that of the input)")
+    p.add_argument("--r-min", type=float, default=0.5, help="pairs closer than this distance in Å use the exact nets")
+    p.add_argument("--tolerance", type=float, default=1e-10, help="largest interpolation error, relative to max |G|")
+    p.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        help="compute dtype of the written model (default: that of the input)",
+    )
     p.set_defaults(func=_compress)
 
 

@@ -47,8 +47,17 @@ class Predictions:
     n_atoms: np.ndarray
 
 
-def predict_frames(model, frames, type_names, cutoff: float, *, batch_size: int = 8,
-                   neighbor_cache=None, virial: bool = True, check_finite: bool = False) -> Predictions:
+def predict_frames(
+    model,
+    frames,
+    type_names,
+    cutoff: float,
+    *,
+    batch_size: int = 8,
+    neighbor_cache=None,
+    virial: bool = True,
+    check_finite: bool = False,
+) -> Predictions:
     """Run ``model`` (callable with the ABI v1 signature) on ``frames``, ``batch_size`` at a time.
 
     ``check_finite``: NaN or inf predicted energies or forces raise
@@ -57,14 +66,21 @@ def predict_frames(model, frames, type_names, cutoff: float, *, batch_size: int 
     """
     if len(frames) == 0:
         raise ValueError("no frames to evaluate; the data set is empty")
-    keys = ("energy_label", "energy_pred", "force_label", "force_pred", "virial_label",
-            "virial_pred", "n_atoms")
+    keys = ("energy_label", "energy_pred", "force_label", "force_pred", "virial_label", "virial_pred", "n_atoms")
     parts: dict[str, list] = {k: [] for k in keys}
     for start in range(0, len(frames), batch_size):
-        b = make_batch(frames[start:start + batch_size], type_names, cutoff, neighbor_cache)
-        out = energy_forces_virial(model, b.species, b.edge_index, b.edge_vectors, b.n_local,
-                                   frame_index=b.frame_index, n_frames=b.n_frames, forces=True,
-                                   virial=virial)
+        b = make_batch(frames[start : start + batch_size], type_names, cutoff, neighbor_cache)
+        out = energy_forces_virial(
+            model,
+            b.species,
+            b.edge_index,
+            b.edge_vectors,
+            b.n_local,
+            frame_index=b.frame_index,
+            n_frames=b.n_frames,
+            forces=True,
+            virial=virial,
+        )
         if check_finite:
             _check_finite(model, out, b, first_frame=start)
         nat = b.n_atoms_per_frame
@@ -77,8 +93,12 @@ def predict_frames(model, frames, type_names, cutoff: float, *, batch_size: int 
             parts["virial_label"].append((b.virial[vm] / nat[vm].view(-1, 1, 1)).numpy())
             parts["virial_pred"].append((out["virial"].detach()[vm] / nat[vm].view(-1, 1, 1)).numpy())
         parts["n_atoms"].append(nat.numpy())
-    empty = {"force_label": np.zeros((0, 3)), "force_pred": np.zeros((0, 3)),
-             "virial_label": np.zeros((0, 3, 3)), "virial_pred": np.zeros((0, 3, 3))}
+    empty = {
+        "force_label": np.zeros((0, 3)),
+        "force_pred": np.zeros((0, 3)),
+        "virial_label": np.zeros((0, 3, 3)),
+        "virial_pred": np.zeros((0, 3, 3)),
+    }
     return Predictions(**{k: (np.concatenate(v) if v else empty[k]) for k, v in parts.items()})
 
 
@@ -95,8 +115,9 @@ def _check_finite(model, out: dict, batch, first_frame: int) -> None:
     counts = batch.n_atoms_per_frame.cpu()
     offset = int(counts[:frame].sum())
     atoms = bad[frame_of_atom[bad] == frame] - offset
-    raise non_finite_error(getattr(model, "path", "the model"), atoms, int(counts[frame]),
-                           f" in frame {first_frame + frame} of the data")
+    raise non_finite_error(
+        getattr(model, "path", "the model"), atoms, int(counts[frame]), f" in frame {first_frame + frame} of the data"
+    )
 
 
 def _mae_rmse(pred: np.ndarray, label: np.ndarray) -> tuple[float, float]:
@@ -120,8 +141,11 @@ def error_metrics(p: Predictions) -> dict:
         out.update(force_mae_eV_per_A=f_mae, force_rmse_eV_per_A=f_rmse)
     if p.virial_label.size:
         v_mae, v_rmse = _mae_rmse(p.virial_pred, p.virial_label)
-        out.update(n_virial_frames=int(p.virial_label.shape[0]),
-                   virial_mae_meV_per_atom=1e3 * v_mae, virial_rmse_meV_per_atom=1e3 * v_rmse)
+        out.update(
+            n_virial_frames=int(p.virial_label.shape[0]),
+            virial_mae_meV_per_atom=1e3 * v_mae,
+            virial_rmse_meV_per_atom=1e3 * v_rmse,
+        )
     return out
 
 
@@ -133,6 +157,5 @@ def evaluate_model_file(model_path, data_paths, *, format: str | None = None, ba
     model = load(model_path)
     frames = read_many(list(data_paths), format, type_names=model.type_names)
     with torch.enable_grad():
-        pred = predict_frames(model, frames, model.type_names, model.cutoff, batch_size=batch_size,
-                              check_finite=True)
+        pred = predict_frames(model, frames, model.type_names, model.cutoff, batch_size=batch_size, check_finite=True)
     return error_metrics(pred), pred, model.metadata

@@ -15,8 +15,11 @@ def _build(args: argparse.Namespace) -> int:
     if not args.force and lammps_plugin.is_up_to_date():
         print(f"pair_style taafs plugin is up to date: {lammps_plugin.plugin_path()}")
         return 0
-    print(f"building pair_style taafs from {lammps_plugin.source_dir()} into {lammps_plugin.plugin_dir()}\n"
-          "(CMake; a first build takes a few minutes) ...", flush=True)
+    print(
+        f"building pair_style taafs from {lammps_plugin.source_dir()} into {lammps_plugin.plugin_dir()}\n"
+        "(CMake; a first build takes a few minutes) ...",
+        flush=True,
+    )
     try:
         path = lammps_plugin.build(force=args.force, jobs=args.jobs, verbose=args.verbose)
     except RuntimeError as exc:  # CMake failed: its last lines, which do not fit on one line
@@ -49,14 +52,15 @@ def _check(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("lammps", help="the LAMMPS plugin pair_style taafs")
     sub = parser.add_subparsers(dest="lammps_command", metavar="ACTION", required=True)
-    p = sub.add_parser("build", help="build the plugin with CMake (skipped when up to date)",
-                       formatter_class=HelpFormatter)
+    p = sub.add_parser(
+        "build", help="build the plugin with CMake (skipped when up to date)", formatter_class=HelpFormatter
+    )
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
-    p.add_argument("--jobs", "-j", type=positive_int,
-                   help="parallel compile jobs (default: the number of CPU cores)")
+    p.add_argument("--jobs", "-j", type=positive_int, help="parallel compile jobs (default: the number of CPU cores)")
     p.add_argument("--verbose", action="store_true", help="show the CMake output")
     p.set_defaults(func=_build)
-    p = sub.add_parser("check", help="where the plugin is, whether lmp loads it, its versions",
-                       formatter_class=HelpFormatter)
+    p = sub.add_parser(
+        "check", help="where the plugin is, whether lmp loads it, its versions", formatter_class=HelpFormatter
+    )
     p.add_argument("--lmp", help="lmp executable (default: the one of this venv)")
     p.set_defaults(func=_check)

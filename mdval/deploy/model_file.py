@@ -29,8 +29,16 @@ import torch
 from torch import nn
 
 from mdval import __version__, fileio
-from mdval.abi import ABI_VERSION, COMPUTE_DTYPES, METADATA_FILENAME, REQUIRED_METADATA_KEYS, energies_contract_error
+from mdval.abi import (
+    ABI_VERSION,
+    ACTIVATIONS_METADATA_KEY,
+    COMPUTE_DTYPES,
+    METADATA_FILENAME,
+    REQUIRED_METADATA_KEYS,
+    energies_contract_error,
+)
 from mdval.nn.activations import set_first_derivative_only
+from mdval.nn.introspect import activations_metadata
 
 
 class ModelFileError(ValueError):
@@ -79,13 +87,15 @@ class Float32Model(nn.Module):
 
 def model_metadata(model: nn.Module, metadata: dict | None = None, compute_dtype: str = "float64") -> dict:
     """The metadata dict for ``model``: ABI keys from the model, overridden/extended by ``metadata``."""
+    activations = activations_metadata(model)
     meta: dict = {
         "abi": ABI_VERSION,
         "cutoff": float(model.cutoff),
         "type_names": list(model.type_names),
         "compute_dtype": compute_dtype,
         "architecture": model.architecture,
-        "activation": _activation_label(model),
+        "activation": _activation_summary(activations["networks"]),
+        ACTIVATIONS_METADATA_KEY: activations,
         "optimizer": "none",
         "training_data": {},
         "metrics": {},
@@ -101,8 +111,10 @@ def model_metadata(model: nn.Module, metadata: dict | None = None, compute_dtype
     return meta
 
 
-def _activation_label(model: nn.Module) -> str | dict:
-    specs = model.activation_specs() if hasattr(model, "activation_specs") else {}
+def _activation_summary(networks: dict) -> str | dict:
+    """The ABI v1 key ``activation``, kept for readers older than ``activations``: the spec
+    string when every sub-network has the same, else ``{network: spec}``."""
+    specs = {network: spec["spec"] for network, spec in networks.items()}
     values = set(specs.values())
     if len(values) == 1:
         return values.pop()
@@ -187,9 +199,7 @@ def check_metadata(meta: dict, path: str | os.PathLike = "<metadata>") -> None:
         raise ModelFileError(f"{path}: metadata cutoff must be a positive number in Å, got {cutoff!r}")
     names = meta["type_names"]
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-        raise ModelFileError(
-            f"{path}: metadata type_names must be a non-empty list of element symbols, got {names!r}"
-        )
+        raise ModelFileError(f"{path}: metadata type_names must be a non-empty list of element symbols, got {names!r}")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ModelFileError(
@@ -198,8 +208,7 @@ def check_metadata(meta: dict, path: str | os.PathLike = "<metadata>") -> None:
         )
     if meta["compute_dtype"] not in COMPUTE_DTYPES:
         raise ModelFileError(
-            f"{path}: metadata compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, "
-            f"got {meta['compute_dtype']!r}"
+            f"{path}: metadata compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {meta['compute_dtype']!r}"
         )
 
 
@@ -274,8 +283,9 @@ def _probe_inputs(species_index: int, cutoff: float, device: torch.device) -> tu
     cutoff / 2: its two periodic images at ±cutoff / 2 are its only neighbours."""
     species = torch.tensor([species_index], dtype=torch.long, device=device)
     edge_index = torch.zeros(2, 2, dtype=torch.long, device=device)
-    vectors = torch.tensor([[0.5 * cutoff, 0.0, 0.0], [-0.5 * cutoff, 0.0, 0.0]],
-                           dtype=torch.float64, device=device).requires_grad_(True)
+    vectors = torch.tensor(
+        [[0.5 * cutoff, 0.0, 0.0], [-0.5 * cutoff, 0.0, 0.0]], dtype=torch.float64, device=device
+    ).requires_grad_(True)
     return species, edge_index, vectors, 1
 
 
@@ -305,8 +315,11 @@ def check_network_species(model_file: ModelFile) -> None:
             with torch.enable_grad():
                 energies = model_file.forward(*probe)
         except Exception as exc:
-            cause = ("the metadata lists more elements than the network was built for" if index
-                     else "the model file is broken")
+            cause = (
+                "the metadata lists more elements than the network was built for"
+                if index
+                else "the model file is broken"
+            )
             raise ModelFileError(
                 f"{path}: the network fails on species index {index} ({name}) of metadata "
                 f"type_names {names}: {torch_reason(exc)}; {cause}: re-export the model with "

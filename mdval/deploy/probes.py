@@ -62,13 +62,15 @@ def probe_structures(type_names: list[str], rng: np.random.Generator) -> list[St
         positions = atoms.positions + rng.normal(0.0, RATTLE_A, atoms.positions.shape)
         return Structure(name, positions, atoms.cell.array.copy(), np.ones(3, bool), species)
 
-    cells = [fcc(f"fcc {name} cell", np.full(32, k, np.int64), lattice_constant_A(name))
-             for k, name in enumerate(type_names)]
+    cells = [
+        fcc(f"fcc {name} cell", np.full(32, k, np.int64), lattice_constant_A(name)) for k, name in enumerate(type_names)
+    ]
     if n_types > 1:
         cells.append(fcc("mixed fcc cell", mixed(32), lattice_constant_A(type_names[0])))
-    return cells + [cluster(type_names, rng, "cluster"),
-                    Structure("isolated atom", np.zeros((1, 3)), np.zeros((3, 3)), np.zeros(3, bool),
-                              np.zeros(1, np.int64))]
+    return cells + [
+        cluster(type_names, rng, "cluster"),
+        Structure("isolated atom", np.zeros((1, 3)), np.zeros((3, 3)), np.zeros(3, bool), np.zeros(1, np.int64)),
+    ]
 
 
 def cluster(type_names: list[str], rng: np.random.Generator, name: str) -> Structure:
@@ -90,9 +92,12 @@ def beyond(first: Structure, second: Structure, distance_A: float) -> Structure:
         if short <= 1e-9:
             break
         offset[0] += short
-    return replace(first, name=f"{first.name} and {second.name}",
-                   positions=np.concatenate((first.positions, second.positions + offset)),
-                   species=np.concatenate((first.species, second.species)))
+    return replace(
+        first,
+        name=f"{first.name} and {second.name}",
+        positions=np.concatenate((first.positions, second.positions + offset)),
+        species=np.concatenate((first.species, second.species)),
+    )
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,7 @@ class Graph:
     @classmethod
     def of(cls, structure: Structure, radius_A: float) -> Graph:
         nl = neighbor_list(structure.positions, structure.cell, structure.pbc, radius_A)
-        return cls(structure.species, nl.centers, nl.neighbors, nl.shifts.astype(np.float64),
-                   structure.cell)
+        return cls(structure.species, nl.centers, nl.neighbors, nl.shifts.astype(np.float64), structure.cell)
 
     def vectors(self, positions: np.ndarray) -> np.ndarray:
         """Edge vectors r_j - r_i + S @ cell (Å) of atoms at ``positions``."""
@@ -127,9 +131,12 @@ class Graph:
             species = np.concatenate((species, species[self.neighbors[images]]))
         # Fresh tensors (torch.tensor copies): a model that writes into its inputs must not
         # change the structure for the checks after it.
-        return (torch.tensor(species, device=device),
-                torch.tensor(np.stack((self.centers, neighbors)), device=device),
-                torch.tensor(self.vectors(positions), device=device), n_local)
+        return (
+            torch.tensor(species, device=device),
+            torch.tensor(np.stack((self.centers, neighbors)), device=device),
+            torch.tensor(self.vectors(positions), device=device),
+            n_local,
+        )
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,16 @@ class ReplicaSummary:
         return None if self.dof == 0 else bool(self.p_value >= alpha)
 
     def as_json(self) -> dict:
-        return {"combined": self.combined.as_json(), "n_replicas": self.n_replicas,
-                "between_sd": _finite_or_none(self.between_sd), "within_stderr": _finite_or_none(self.within_stderr),
-                "chi2": _finite_or_none(self.chi2), "dof": self.dof,
-                "chi2_per_dof": _finite_or_none(self.chi2_per_dof), "p_value": _finite_or_none(self.p_value)}
+        return {
+            "combined": self.combined.as_json(),
+            "n_replicas": self.n_replicas,
+            "between_sd": _finite_or_none(self.between_sd),
+            "within_stderr": _finite_or_none(self.within_stderr),
+            "chi2": _finite_or_none(self.chi2),
+            "dof": self.dof,
+            "chi2_per_dof": _finite_or_none(self.chi2_per_dof),
+            "p_value": _finite_or_none(self.p_value),
+        }
 
     def text(self) -> str:
         """``"8.935 ± 0.010 g/cm³ (N_eff = 400) from 4 replicas; between-replica SD 0.020, within-run
@@ -58,10 +64,15 @@ class ReplicaSummary:
         if self.dof == 0:
             return head
         unit = f" {self.combined.unit}" if self.combined.unit else ""
-        verdict = ("errors consistent with the scatter" if self.consistent()
-                   else "scatter larger than the within-run errors: the error bars are too small")
-        return (f"{head}; between-replica SD {self.between_sd:.2g}, within-run stderr {self.within_stderr:.2g}{unit}; "
-                f"χ²/dof = {self.chi2_per_dof:.2f} (p = {self.p_value:.2g}): {verdict}")
+        verdict = (
+            "errors consistent with the scatter"
+            if self.consistent()
+            else "scatter larger than the within-run errors: the error bars are too small"
+        )
+        return (
+            f"{head}; between-replica SD {self.between_sd:.2g}, within-run stderr {self.within_stderr:.2g}{unit}; "
+            f"χ²/dof = {self.chi2_per_dof:.2f} (p = {self.p_value:.2g}): {verdict}"
+        )
 
 
 def chi2_survival(chi2: float, dof: int) -> float:
@@ -79,6 +90,12 @@ def combine_replicas(estimates: list[Estimate]) -> ReplicaSummary:
     χ²/dof > 1 the combined stderr is scaled by sqrt(χ²/dof), the Particle Data Group's scale
     factor S (Review of Particle Physics, Introduction, "Averages and fits"), so it never claims less
     than the scatter shows. N_eff is the sum of the replicas' N_eff.
+
+    The weights 1/s_i² make χ² sensitive to the noise of the s_i themselves: an s_i² that is
+    right on average but has a relative variance v raises E[χ²/dof] to about 1 + v, since
+    E[1/s²] > 1/E[s²]. mdval.md.uncertainty.mean_estimate allows for that in its stderr; for
+    time series much shorter than 10 correlation times no stderr is reliable and χ²/dof runs
+    high (benchmarks/calibration_replicas.py).
     """
     if not estimates:
         raise ValueError("combine_replicas needs at least one estimate, got none")
@@ -88,8 +105,10 @@ def combine_replicas(estimates: list[Estimate]) -> ReplicaSummary:
     x = np.array([e.value for e in estimates])
     s = np.array([e.stderr for e in estimates])
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(s)) and np.all(s > 0)):
-        raise ValueError(f"combine_replicas needs finite values and positive finite standard errors, got "
-                         f"values {x.tolist()} ± {s.tolist()}; leave out failed replicas")
+        raise ValueError(
+            f"combine_replicas needs finite values and positive finite standard errors, got "
+            f"values {x.tolist()} ± {s.tolist()}; leave out failed replicas"
+        )
     w = 1.0 / s**2
     mean = float(np.sum(w * x) / np.sum(w))
     dof = x.size - 1
@@ -140,10 +159,15 @@ class Comparison:
         return 2.0 * (1.0 - NormalDist().cdf(abs(self.z))) if math.isfinite(self.z) else float("nan")
 
     def as_json(self) -> dict:
-        return {"difference": self.difference.as_json(), "z": _finite_or_none(self.z),
-                "z_critical": self.z_critical, "confidence": self.confidence,
-                "n_comparisons": self.n_comparisons, "resolved": self.resolved,
-                "run_length_factor_to_resolve": _finite_or_none(self.run_length_factor_to_resolve)}
+        return {
+            "difference": self.difference.as_json(),
+            "z": _finite_or_none(self.z),
+            "z_critical": self.z_critical,
+            "confidence": self.confidence,
+            "n_comparisons": self.n_comparisons,
+            "resolved": self.resolved,
+            "run_length_factor_to_resolve": _finite_or_none(self.run_length_factor_to_resolve),
+        }
 
     def verdict_text(self, name_a: str = "a", name_b: str = "b") -> str:
         """``"tanh-adam − reference = 0.003 ± 0.006 g/cm³, z = 0.5: indistinguishable at 95 %
@@ -156,11 +180,15 @@ class Comparison:
         correction = f"Bonferroni, {self.n_comparisons} comparisons: " if self.n_comparisons > 1 else ""
         if self.resolved:
             return f"{head}, z = {self.z:.1f}: resolved at {level} ({correction}|z| > {self.z_critical:.2f})"
-        tail = ("no run length resolves a zero difference" if math.isinf(self.run_length_factor_to_resolve)
-                else f"runs {_format_factor(self.run_length_factor_to_resolve)}× as long would resolve "
-                     "a difference this large")
-        return (f"{head}, z = {self.z:.1f}: indistinguishable at {level} ({correction}"
-                f"|z| ≤ {self.z_critical:.2f}); {tail}")
+        tail = (
+            "no run length resolves a zero difference"
+            if math.isinf(self.run_length_factor_to_resolve)
+            else f"runs {_format_factor(self.run_length_factor_to_resolve)}× as long would resolve "
+            "a difference this large"
+        )
+        return (
+            f"{head}, z = {self.z:.1f}: indistinguishable at {level} ({correction}|z| ≤ {self.z_critical:.2f}); {tail}"
+        )
 
 
 def _format_factor(factor: float) -> str:
@@ -184,5 +212,6 @@ def compare(a: Estimate, b: Estimate, *, confidence: float = 0.95, n_comparisons
     else:
         z = math.copysign(math.inf, d) if d else math.nan
     factor = (z_c * s / abs(d)) ** 2 if d else math.inf
-    return Comparison(difference, z, z_c, confidence, int(n_comparisons),
-                      bool(abs(z) > z_c) if not math.isnan(z) else False, factor)
+    return Comparison(
+        difference, z, z_c, confidence, int(n_comparisons), bool(abs(z) > z_c) if not math.isnan(z) else False, factor
+    )

@@ -1,31 +1,106 @@
 """Observables of the MD validation protocols (DESIGN.md section 6): estimators only, no MD.
 
 Every function takes plain arrays (or ASE Atoms frames) with units in the argument names and
-returns plain floats / arrays / dicts, so the same code serves the ASE and LAMMPS engines and the
-tests can feed it synthetic series.
+returns floats, arrays, :class:`~mdval.md.uncertainty.Estimate` or dicts, so the same code serves
+the ASE and LAMMPS engines and the tests can feed it synthetic series. Standard errors and
+effective sample sizes come from mdval/md/uncertainty.py; :func:`estimate_json` writes an
+Estimate in the results.json contract.
 
-- :func:`energy_drift`: least-squares slope of E_tot(t)/N, RMS about the fit, maximum
-  excursion, and the ratio |drift|·duration/σ_KE.
+- :func:`production_window`: the start of the production window, chosen from the data
+  (MSER, White 1997).
+- :func:`energy_drift`: drift slope of E_tot(t)/N and RMS fluctuation about the fit, each with
+  its error; maximum excursion and the ratio |drift|·duration/σ_KE.
 - :func:`rdf`: total and partial radial distribution functions g(r), normalised to 1 at large r
-  (ideal gas), from vesin neighbour lists; :func:`rdf_error`, :func:`first_peak`.
-- :func:`block_average`: mean and standard error of a correlated series by the blocking method of
-  Flyvbjerg and Petersen, J. Chem. Phys. 91, 461 (1989).
-- :func:`density_g_cm3`, :func:`series_stats` (temperature, pressure, density statistics).
+  (ideal gas), from vesin neighbour lists; :func:`rdf_error_percent` and :func:`first_peak`, and
+  their estimates over blocks of frames (:func:`rdf_block_count`, :func:`rdf_error_estimate`,
+  :func:`first_peak_estimates`).
+- :func:`density_g_cm3`, :func:`relative_difference_percent`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
+from mdval.md import uncertainty as unc
+from mdval.md.uncertainty import Estimate
+
 #: 1 amu/Å³ in g/cm³ (1.66053906660e-24 g / 1e-24 cm³).
 AMU_PER_A3_TO_G_PER_CM3: float = 1.66053906660
+#: N_eff below which an observable carries the warning "run longer; N_eff = ..." (:func:`estimate_json`)
+MIN_N_EFF: float = unc.MIN_N_EFF
+#: how the production window is chosen, as written into results.json
+WINDOW_METHOD: str = (
+    "MSER, White, Simulation 69, 323 (1997): the start t0 <= N/2 that minimises "
+    "sum_{i>=t0} (x_i - mean(x[t0:]))^2 / (N - t0)^2"
+)
+#: most blocks of frames over which the RDF error and first peak get their standard errors
+RDF_MAX_BLOCKS: int = 10
 
 
 class CellTooSmall(ValueError):
     """r_max is larger than half the shortest cell height (minimum-image limit)."""
+
+
+def estimate_json(estimate: Estimate, min_n_eff: float = MIN_N_EFF) -> dict:
+    """An observable in the results.json contract: ``{"value", "stderr", "n_eff", "unit"}``, plus
+    ``"warning": "run longer; N_eff = 3"`` when it rests on fewer than ``min_n_eff`` effective
+    samples (or "no error estimate; N_eff unknown"), from :func:`mdval.md.uncertainty.adequacy`."""
+    out = estimate.as_json()
+    warning = unc.adequacy(estimate, min_n_eff)
+    if warning:
+        out["warning"] = warning
+    return out
+
+
+# -------------------------------------------------------------------------- production window
+@dataclass
+class ProductionWindow:
+    """The production window of a time series: samples ``start:`` of the series searched."""
+
+    start: int  # index of the first window sample in the series given to production_window
+    start_ps: float  # time of that sample
+    end_ps: float  # time of the last sample
+    searched_from_ps: float  # time of the first sample the detection considered
+    series: str  # what was searched, e.g. "density_g_cm3"
+    statistical_inefficiency: float  # g of the window: N samples hold N/g independent ones
+    n_samples: int
+    n_eff: float
+
+    def as_dict(self) -> dict:
+        return {
+            "start_ps": self.start_ps,
+            "end_ps": self.end_ps,
+            "equilibration_ps": self.start_ps - self.searched_from_ps,
+            "searched_from_ps": self.searched_from_ps,
+            "series": self.series,
+            "method": WINDOW_METHOD,
+            "n_samples": self.n_samples,
+            "statistical_inefficiency": self.statistical_inefficiency,
+            "n_eff": self.n_eff,
+        }
+
+
+def production_window(time_ps, series, name: str) -> ProductionWindow:
+    """The production window of ``series`` (sampled at ``time_ps``), chosen from the data.
+
+    :func:`mdval.md.uncertainty.detect_equilibration` (the marginal standard error rule, MSER):
+    the start t0 ≤ N/2 that minimises the squared standard error of the mean of the samples from
+    t0 on, as if independent; an initial transient inflates their spread until it is cut. Every
+    sample up to N/2 is a candidate. The time from the first sample to t0 is the detected
+    equilibration time. (Chodera's rule, the t0 that maximises N/g of the rest, picks late
+    windows whose g is underestimated by noise: see detect_equilibration.)
+    """
+    t = np.asarray(time_ps, dtype=float)
+    x = np.asarray(series, dtype=float)
+    if t.shape != x.shape or t.ndim != 1:
+        raise ValueError(f"time_ps and the {name} series must be 1-D of equal length, got {t.shape} and {x.shape}")
+    found = unc.detect_equilibration(x)
+    return ProductionWindow(
+        found.t0, float(t[found.t0]), float(t[-1]), float(t[0]), name, found.g, int(x.size - found.t0), found.n_eff
+    )
 
 
 # ----------------------------------------------------------------------------------- drift
@@ -36,37 +111,55 @@ class DriftResult:
     ===========================  ===================  ==========================================
     field                        unit                 meaning
     ===========================  ===================  ==========================================
-    drift_meV_per_atom_ps        meV/atom/ps          slope b of the fit E_tot(t)/N = a + b·t
-    rms_fluctuation_meV_per_atom meV/atom             RMS of E_tot/N about the fit
+    drift_meV_per_atom_ps        meV/atom/ps          slope b of the fit E_tot(t)/N = a + b·t (Estimate)
+    rms_fluctuation_meV_per_atom meV/atom             RMS of E_tot/N about the fit (Estimate)
     max_excursion_meV_per_atom   meV/atom             max_t |E_tot(t) - E_tot(t0)| / N
     sigma_ke_meV_per_atom        meV/atom             standard deviation of E_kin/N
     drift_over_sigma_ke          -                    |b|·duration / σ_KE
+    start_ps                     ps                   time of the first sample fitted
     duration_ps                  ps                   analysed time span (after warm-up)
     n_samples                    -                    number of samples analysed
     ===========================  ===================  ==========================================
     """
 
-    drift_meV_per_atom_ps: float
-    rms_fluctuation_meV_per_atom: float
+    drift_meV_per_atom_ps: Estimate
+    rms_fluctuation_meV_per_atom: Estimate
     max_excursion_meV_per_atom: float
     sigma_ke_meV_per_atom: float
     drift_over_sigma_ke: float
+    start_ps: float
     duration_ps: float
     n_samples: int
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The results.json form: the two estimates in the contract (:func:`estimate_json`)."""
+        return {
+            "drift_meV_per_atom_ps": estimate_json(self.drift_meV_per_atom_ps),
+            "rms_fluctuation_meV_per_atom": estimate_json(self.rms_fluctuation_meV_per_atom),
+            "max_excursion_meV_per_atom": self.max_excursion_meV_per_atom,
+            "sigma_ke_meV_per_atom": self.sigma_ke_meV_per_atom,
+            "drift_over_sigma_ke": self.drift_over_sigma_ke,
+            "start_ps": self.start_ps,
+            "duration_ps": self.duration_ps,
+            "n_samples": self.n_samples,
+        }
 
 
-def energy_drift(time_ps, total_energy_eV, n_atoms: int, *, kinetic_energy_eV=None,
-                 warmup_ps: float = 0.0) -> DriftResult:
+def energy_drift(
+    time_ps, total_energy_eV, n_atoms: int, *, kinetic_energy_eV=None, warmup_ps: float = 0.0
+) -> DriftResult:
     """Energy drift of an NVE trajectory.
 
     With e(t) = E_tot(t)/N (meV/atom) for t ≥ t_w (the warm-up ``warmup_ps``), fit
-    e(t) = a + b·t by least squares. Report the drift b (meV/atom/ps), the RMS of the residuals
-    e(t) - a - b·t, the maximum excursion max|e(t) - e(t0)| (t0 the first analysed sample), and
-    |b|·(t_end - t0)/σ_KE with σ_KE the standard deviation of E_kin/N: a drift much smaller than
-    the natural kinetic-energy fluctuation (ratio ≪ 1) is harmless for sampling.
+    e(t) = a + b·t by least squares. Report:
+    - the drift b (meV/atom/ps) with the autocorrelation-aware error of
+      :func:`mdval.md.uncertainty.drift_estimate` (var(b) = g_r σ_r² / Σ(t − t̄)², g_r the
+      statistical inefficiency of the residuals);
+    - the RMS of the residuals r = e(t) − a − b·t, with the error of
+      :func:`mdval.md.uncertainty.std_estimate`;
+    - the maximum excursion max|e(t) − e(t0)| (t0 the first analysed sample);
+    - |b|·(t_end − t0)/σ_KE with σ_KE the standard deviation of E_kin/N: a drift much smaller than
+      the natural kinetic-energy fluctuation (ratio ≪ 1) is harmless for sampling.
     """
     t = np.asarray(time_ps, dtype=float)
     e = np.asarray(total_energy_eV, dtype=float)
@@ -81,20 +174,21 @@ def energy_drift(time_ps, total_energy_eV, n_atoms: int, *, kinetic_energy_eV=No
             f"energy_drift needs at least 3 samples after the warm-up of {warmup_ps} ps, got {t.size}; "
             "run longer, sample more often or shorten warmup_ps"
         )
-    slope, intercept = np.polyfit(t, e, 1)
-    residual = e - (intercept + slope * t)
+    drift = unc.drift_estimate(t, e, "meV/atom/ps")
+    residual = e - e.mean() - drift.value * (t - t.mean())
     duration = float(t[-1] - t[0])
     sigma_ke = float("nan")
     if kinetic_energy_eV is not None:
         ke = np.asarray(kinetic_energy_eV, dtype=float)[keep] * 1000.0 / n_atoms
         sigma_ke = float(np.std(ke))
-    ratio = abs(slope) * duration / sigma_ke if sigma_ke and np.isfinite(sigma_ke) and sigma_ke > 0 else float("nan")
+    ratio = abs(drift.value) * duration / sigma_ke if np.isfinite(sigma_ke) and sigma_ke > 0 else float("nan")
     return DriftResult(
-        drift_meV_per_atom_ps=float(slope),
-        rms_fluctuation_meV_per_atom=float(np.sqrt(np.mean(residual**2))),
+        drift_meV_per_atom_ps=drift,
+        rms_fluctuation_meV_per_atom=unc.std_estimate(residual, "meV/atom"),
         max_excursion_meV_per_atom=float(np.max(np.abs(e - e[0]))),
         sigma_ke_meV_per_atom=sigma_ke,
         drift_over_sigma_ke=float(ratio),
+        start_ps=float(t[0]),
         duration_ps=duration,
         n_samples=int(t.size),
     )
@@ -128,8 +222,12 @@ class RDFResult:
     n_frames: int
 
     def as_dict(self) -> dict:
-        return {"r_A": self.r_A.tolist(), "total": self.total.tolist(),
-                "partial": {k: v.tolist() for k, v in self.partial.items()}, "n_frames": self.n_frames}
+        return {
+            "r_A": self.r_A.tolist(),
+            "total": self.total.tolist(),
+            "partial": {k: v.tolist() for k, v in self.partial.items()},
+            "n_frames": self.n_frames,
+        }
 
 
 def rdf(frames, r_max_A: float, n_bins: int = 100) -> RDFResult:
@@ -219,57 +317,67 @@ def first_peak(r_A, g, *, min_height: float = 1.0) -> dict:
     return {"position_A": float(position), "height": float(height)}
 
 
-# --------------------------------------------------------------------------- block average
-@dataclass
-class BlockAverage:
-    """Mean and standard error of a correlated series (Flyvbjerg–Petersen blocking)."""
-
-    mean: float
-    standard_error: float
-    n_samples: int
-    block_level: int  # number of pair-blockings at the chosen plateau
-    standard_errors: list  # SE estimate at each blocking level 0, 1, ...
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+# ------------------------------------------------------------------- RDF errors over blocks
+def rdf_block_count(n_frames: int, frames_per_block: int) -> int:
+    """How many contiguous blocks of frames the RDF's errors are taken over: as many blocks of at
+    least ``frames_per_block`` frames as there are (blocks must outlast the correlation time to be
+    independent), at most :data:`RDF_MAX_BLOCKS`, at least 2 where there are 2 frames (their
+    N_eff = 2 then draws the "run longer" warning), 0 for a single frame (no error estimate)."""
+    if n_frames < 2:
+        return 0
+    return int(min(RDF_MAX_BLOCKS, max(2, n_frames // max(frames_per_block, 1))))
 
 
-def block_average(series, *, min_blocks: int = 16) -> BlockAverage:
-    """Mean and its standard error for a time series with correlated samples.
+def rdf_blocks(frames, r_max_A: float, n_bins: int, n_blocks: int) -> list[RDFResult]:
+    """:func:`rdf` of each of ``n_blocks`` contiguous blocks of ``frames`` ([] for n_blocks = 0)."""
+    frames = list(frames)
+    if n_blocks == 0:
+        return []
+    return [rdf([frames[k] for k in block], r_max_A, n_bins) for block in unc.contiguous_blocks(len(frames), n_blocks)]
 
-    Blocking (Flyvbjerg & Petersen, J. Chem. Phys. 91, 461 (1989)): at level k the series is
-    averaged over pairs k times, giving n_k values x'_i; the estimate
 
-        SE_k = sqrt( var(x') / (n_k - 1) ),      with its own error  SE_k / sqrt(2 (n_k - 1))
+def _all_frames_estimate(value: float, per_block, unit: str) -> Estimate:
+    """``value`` (from all frames) with the standard error of the mean of the per-block values
+    (:func:`mdval.md.uncertainty.block_estimate`, N_eff = number of blocks); NaN error and N_eff
+    without 2 finite block values."""
+    v = np.asarray(per_block, dtype=float)
+    if v.size < 2 or not np.all(np.isfinite(v)):
+        return Estimate(value, math.nan, math.nan, unit)
+    blocked = unc.block_estimate(v, unit)
+    return Estimate(value, blocked.stderr, blocked.n_eff, unit)
 
-    grows with k until the blocks are longer than the correlation time, then stays on a plateau.
-    The chosen SE is the first level whose value agrees, within its error, with all later levels
-    that still have at least ``min_blocks`` blocks; if no level qualifies, the largest SE is used
-    (conservative). A series shorter than 2·min_blocks gets the naive SE_0.
+
+def first_peak_estimates(r_A, g, g_blocks) -> dict:
+    """First-peak position (Å) and height of g(r) (:func:`first_peak`) as estimates: the value of
+    the g of all frames, the standard error from the spread of the values of the blocks' g
+    (``g_blocks``, :func:`rdf_blocks`). The all-frames value, not the block mean: a peak height
+    read off a noisier g is biased high."""
+    peak = first_peak(r_A, g)
+    per_block = [first_peak(r_A, b) for b in g_blocks]
+    return {
+        "position_A": _all_frames_estimate(peak["position_A"], [p["position_A"] for p in per_block], "Å"),
+        "height": _all_frames_estimate(peak["height"], [p["height"] for p in per_block], ""),
+    }
+
+
+def rdf_error_estimate(r_A, g, g_ref, g_blocks=(), g_ref_blocks=()) -> Estimate:
+    """The RDF error of :func:`rdf_error_percent` (%) of g against g_ref, with its standard error.
+
+    The value is the error of the g of all frames against the g_ref of all frames. Its noise has
+    two independent sources, each taken from the spread over blocks of frames
+    (:func:`rdf_blocks`): the run's, from the errors of its blocks g_b against g_ref, and the
+    reference run's, from the errors of g against its blocks g_ref,b; stderr² is the sum of the
+    two block standard errors squared (N_eff: Welch-Satterthwaite, :meth:`Estimate.minus`). The
+    error ∫|g − g_ref|dr has a positive noise bias, larger per block than over all frames: hence
+    the all-frames value with the per-block error. Without blocks the error is NaN.
     """
-    x = np.asarray(series, dtype=float).ravel()
-    if x.size < 2:
-        raise ValueError(f"block_average needs at least 2 samples, got {x.size}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("block_average got non-finite values; drop them (a failed run) first")
-    mean = float(x.mean())
-    ses, errs = [], []
-    y = x.copy()
-    while y.size >= 2 and (not ses or y.size >= min_blocks):
-        n = y.size
-        se = math.sqrt(y.var() / (n - 1))
-        ses.append(se)
-        errs.append(se / math.sqrt(2 * (n - 1)))
-        y = 0.5 * (y[: n // 2 * 2 : 2] + y[1 : n // 2 * 2 : 2])
-    level = int(np.argmax(ses))
-    for k in range(len(ses)):
-        if all(ses[j] <= ses[k] + errs[k] + errs[j] for j in range(k + 1, len(ses))):
-            level = k
-            break
-    return BlockAverage(mean, float(ses[level]), int(x.size), int(level), [float(s) for s in ses])
+    value = rdf_error_percent(r_A, g, g_ref)
+    own = _all_frames_estimate(value, [rdf_error_percent(r_A, b, g_ref) for b in g_blocks], "%")
+    reference = _all_frames_estimate(0.0, [rdf_error_percent(r_A, g, b) for b in g_ref_blocks], "%")
+    return own.minus(reference)
 
 
-# ----------------------------------------------------------------------- density and stats
+# --------------------------------------------------------------------------------- density
 def density_g_cm3(total_mass_amu: float, volume_A3) -> np.ndarray | float:
     """Mass density ρ = M / V in g/cm³, for M in amu and V in Å³ (scalar or array)."""
     volume = np.asarray(volume_A3, dtype=float)
@@ -279,20 +387,15 @@ def density_g_cm3(total_mass_amu: float, volume_A3) -> np.ndarray | float:
     return float(rho) if rho.ndim == 0 else rho
 
 
-def series_stats(values) -> dict:
-    """Mean, standard deviation, block-averaged standard error, min and max of a series."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size < 2:
-        return {"mean": float(x.mean()) if x.size else float("nan"), "std": float("nan"),
-                "standard_error": float("nan"), "min": float("nan"), "max": float("nan"), "n": int(x.size)}
-    block = block_average(x)
-    return {"mean": block.mean, "std": float(x.std(ddof=1)), "standard_error": block.standard_error,
-            "min": float(x.min()), "max": float(x.max()), "n": int(x.size)}
-
-
-def relative_error_percent(value: float, reference: float) -> float:
-    """100 · (value - reference) / reference."""
-    if reference == 0:
-        raise ValueError("the reference value is 0: the relative error is undefined")
-    return float(100.0 * (value - reference) / reference)
+def relative_difference_percent(a: Estimate, b: Estimate) -> Estimate:
+    """100·(a − b)/b in %, for independent estimates a and b in one unit, with the delta-method
+    error s² = (100/b)² (s_a² + (a/b)² s_b²) and the Welch-Satterthwaite N_eff of
+    :meth:`Estimate.minus`."""
+    if b.value == 0 or not math.isfinite(b.value):
+        raise ValueError(f"the reference value is {b.value}: the relative difference is undefined")
+    if a.unit != b.unit:
+        raise ValueError(f"cannot compare an estimate in {a.unit!r} with one in {b.unit!r}; convert one first")
+    scale = 100.0 / b.value
+    return Estimate(scale * a.value, abs(scale) * a.stderr, a.n_eff, "%").minus(
+        Estimate(100.0, abs(scale * a.value / b.value) * b.stderr, b.n_eff, "%")
+    )

@@ -141,8 +141,9 @@ class NPTSettings(ProtocolSettings):
     def __post_init__(self):
         super().__post_init__()
         self._check("pressure_bar", is_number(self.pressure_bar), "a number")
-        self._check("barostat_damping_fs", is_number(self.barostat_damping_fs) and self.barostat_damping_fs > 0,
-                    "a number > 0")
+        self._check(
+            "barostat_damping_fs", is_number(self.barostat_damping_fs) and self.barostat_damping_fs > 0, "a number > 0"
+        )
 
 
 SETTINGS_CLASSES = {"nve": NVESettings, "nvt": NVTSettings, "npt": NPTSettings}
@@ -177,6 +178,7 @@ class RunResult:
     provenance: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)  # cost: mdval.md.results.timing_record
 
     @property
     def ok(self) -> bool:

@@ -33,8 +33,18 @@ RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"
 #: What a run writes (both engines, and `mdval compare`'s timing.json); a fresh start deletes it.
 OUTPUT_PATTERNS: tuple[str, ...] = (
-    res.THERMO_FILE, res.TRAJECTORY_FILE, res.RESULTS_FILE, "checkpoint.pkl", "lammps_state.json", "structure.data",
-    "timing.json", "restart.*", "log.*.lammps", "traj.*.lammpstrj", "in.*.lammps")
+    res.THERMO_FILE,
+    res.TRAJECTORY_FILE,
+    res.RESULTS_FILE,
+    "checkpoint.pkl",
+    "lammps_state.json",
+    "structure.data",
+    "timing.json",
+    "restart.*",
+    "log.*.lammps",
+    "traj.*.lammpstrj",
+    "in.*.lammps",
+)
 #: The fix for the command line; callers with other options (workflows) give their own.
 FIX = "use another --out folder, or --overwrite to delete that run and start afresh"
 
@@ -51,8 +61,12 @@ def identity(atoms, potential: res.Potential, settings, engine: str) -> dict:
         who = {"reference": potential.spec}
     positions = np.round(atoms.get_positions(), 6) + 0.0  # + 0.0 turns -0.0 into 0.0
     digest = hashlib.sha256(atoms.get_atomic_numbers().astype(np.int64).tobytes() + positions.tobytes())
-    system = {"formula": atoms.get_chemical_formula(), "cell_A": np.round(atoms.cell.array, 6).tolist(),
-              "pbc": [bool(p) for p in atoms.pbc], "positions_sha256": digest.hexdigest()}
+    system = {
+        "formula": atoms.get_chemical_formula(),
+        "cell_A": np.round(atoms.cell.array, 6).tolist(),
+        "pbc": [bool(p) for p in atoms.pbc],
+        "positions_sha256": digest.hexdigest(),
+    }
     protocol = {k: v for k, v in settings.as_dict().items() if k != "steps"}
     return json.loads(json.dumps({"engine": engine, "potential": who, "system": system, "settings": protocol}))
 
@@ -86,11 +100,17 @@ def differences(given: dict, stored: dict) -> list[str]:
     g, s = given["system"], stored.get("system", {})
     if g != s:
         g_text, s_text = _system_text(g), _system_text(s)
-        found.append(f"system: given {g_text}, stored {s_text}" if g_text != s_text
-                     else f"system: {g_text} in both, with other atom positions")
+        found.append(
+            f"system: given {g_text}, stored {s_text}"
+            if g_text != s_text
+            else f"system: {g_text} in both, with other atom positions"
+        )
     g, s = _flat(given["settings"]), _flat(stored.get("settings", {}))
-    found += [f"{key}: given {g.get(key)}, stored {s.get(key)}" for key in [*g, *(k for k in s if k not in g)]
-              if g.get(key) != s.get(key)]
+    found += [
+        f"{key}: given {g.get(key)}, stored {s.get(key)}"
+        for key in [*g, *(k for k in s if k not in g)]
+        if g.get(key) != s.get(key)
+    ]
     return found
 
 
@@ -108,8 +128,10 @@ def problem(out, given: dict) -> str | None:
     try:
         stored = json.loads((out / RUN_FILE).read_text())
     except (OSError, ValueError):
-        return (f"{out} holds MD run files but no readable {RUN_FILE} (written by an older mdval?), "
-                "so they cannot be matched to this run")
+        return (
+            f"{out} holds MD run files but no readable {RUN_FILE} (written by an older mdval?), "
+            "so they cannot be matched to this run"
+        )
     found = differences(given, stored)
     return f"{out} holds another run ({'; '.join(found)})" if found else None
 
@@ -128,8 +150,10 @@ def _locked(out: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            raise RunFolderError(f"{out} is in use by another mdval run (PID {holder}); wait for it to end or "
-                                 "stop it, or use another --out folder") from None
+            raise RunFolderError(
+                f"{out} is in use by another mdval run (PID {holder}); wait for it to end or "
+                "stop it, or use another --out folder"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
@@ -165,4 +189,5 @@ def refuse_shorter(out, done_steps: int, settings) -> None:
         raise RunFolderError(
             f"{out} already holds {done_steps} steps of this run ({production} production), more than the "
             f"{settings.total_steps} asked for (steps = {settings.steps}); give steps >= {production}, "
-            "or --overwrite to start afresh")
+            "or --overwrite to start afresh"
+        )

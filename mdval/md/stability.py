@@ -45,8 +45,11 @@ class StabilityLimits:
             number = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
             if not (number and value > 0):
                 raise ValueError(f"StabilityLimits.{name} must be a positive number, got {value!r}")
-        if not (isinstance(self.check_interval, int) and not isinstance(self.check_interval, bool)
-                and self.check_interval >= 1):
+        if not (
+            isinstance(self.check_interval, int)
+            and not isinstance(self.check_interval, bool)
+            and self.check_interval >= 1
+        ):
             raise ValueError(f"StabilityLimits.check_interval must be an integer >= 1, got {self.check_interval!r}")
 
     def as_dict(self) -> dict:
@@ -95,9 +98,19 @@ class StabilityMonitor:
     def temperature_limit_K(self) -> float:
         return self.limits.temperature_limit_factor * self.temperature_K
 
-    def check(self, *, step: int, time_ps: float, energy_eV: float | None = None, forces=None,
-              temperature_K: float | None = None, positions=None, cell=None, pbc=None,
-              volume_A3: float | None = None) -> Failure | None:
+    def check(
+        self,
+        *,
+        step: int,
+        time_ps: float,
+        energy_eV: float | None = None,
+        forces=None,
+        temperature_K: float | None = None,
+        positions=None,
+        cell=None,
+        pbc=None,
+        volume_A3: float | None = None,
+    ) -> Failure | None:
         """The first violated condition at this state, or None. Arguments not given are skipped."""
         at = f"at step {step} ({time_ps:.4g} ps)"
         if energy_eV is not None and not np.isfinite(energy_eV):
@@ -106,25 +119,42 @@ class StabilityMonitor:
             bad = ~np.isfinite(np.asarray(forces, dtype=float))
             if bad.any():
                 atoms = np.unique(np.nonzero(bad)[0])
-                return Failure("non_finite", f"non-finite forces on {atoms.size} atom(s) (first: atom {atoms[0]}) {at}",
-                               step, time_ps)
+                return Failure(
+                    "non_finite",
+                    f"non-finite forces on {atoms.size} atom(s) (first: atom {atoms[0]}) {at}",
+                    step,
+                    time_ps,
+                )
         if temperature_K is not None:
             if not np.isfinite(temperature_K):
                 return Failure("non_finite", f"non-finite temperature ({temperature_K}) {at}", step, time_ps)
             if temperature_K > self.temperature_limit_K:
-                return Failure("temperature", f"temperature {temperature_K:.0f} K exceeded limit "
-                               f"{self.temperature_limit_K:.0f} K {at}", step, time_ps)
+                return Failure(
+                    "temperature",
+                    f"temperature {temperature_K:.0f} K exceeded limit {self.temperature_limit_K:.0f} K {at}",
+                    step,
+                    time_ps,
+                )
         if volume_A3 is not None:
             change = volume_A3 / self.reference_volume_A3 - 1.0
             if not np.isfinite(change) or abs(change) > self.limits.max_volume_change:
-                return Failure("volume", f"volume {volume_A3:.5g} Å³ changed by {100 * change:+.1f}% from "
-                               f"{self.reference_volume_A3:.5g} Å³, beyond the limit "
-                               f"±{100 * self.limits.max_volume_change:.0f}% {at}", step, time_ps)
+                return Failure(
+                    "volume",
+                    f"volume {volume_A3:.5g} Å³ changed by {100 * change:+.1f}% from "
+                    f"{self.reference_volume_A3:.5g} Å³, beyond the limit "
+                    f"±{100 * self.limits.max_volume_change:.0f}% {at}",
+                    step,
+                    time_ps,
+                )
         if positions is not None:
             if not np.all(np.isfinite(positions)):
                 return Failure("non_finite", f"non-finite positions {at}", step, time_ps)
             d = min_distance_A(positions, cell, pbc, self.limits.min_distance_A)
             if d < self.limits.min_distance_A:
-                return Failure("min_distance", f"minimum interatomic distance {d:.3f} Å below the limit "
-                               f"{self.limits.min_distance_A} Å {at}", step, time_ps)
+                return Failure(
+                    "min_distance",
+                    f"minimum interatomic distance {d:.3f} Å below the limit {self.limits.min_distance_A} Å {at}",
+                    step,
+                    time_ps,
+                )
         return None

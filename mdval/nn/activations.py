@@ -19,6 +19,11 @@ taafs      y = sum_k theta_k B_k(tanh z) (Li 2024), starts as tanh basis=..., de
 Sharing scopes for TAAFS coefficients: ``global`` (one theta for the whole model), ``network``
 (one per sub-network), ``layer`` (one per layer, the paper's choice), ``neuron`` (one per neuron).
 :class:`ActivationBuilder` hands out the shared parameters.
+
+A spec is canonicalised in one place, :func:`parse_activation_spec` (:func:`canonical_spec`,
+:func:`resolve_activations` for a model config); its structured form (:meth:`ActivationSpec.
+as_dict`) is what model metadata carries, and :func:`spec_label` its short label for tables.
+mdval.nn.introspect lists the activation modules of a model, eager or loaded from a file.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ FIXED_ACTIVATIONS: tuple[str, ...] = ("tanh", "silu", "relu", "softplus", "gelu"
 ACTIVATION_NAMES: tuple[str, ...] = FIXED_ACTIVATIONS + ("irelu", "laaf", "taafs")
 TAAFS_SCOPES: tuple[str, ...] = ("global", "network", "layer", "neuron")
 LAAF_SCOPES: tuple[str, ...] = ("layer", "neuron")
+TRAINABLE_FAMILIES: tuple[str, ...] = ("laaf", "taafs")
 GRID_BASES: tuple[str, ...] = ("bspline", "rbf")
 DEFAULT_TAAFS_SIZE: dict[str, int] = {
     "bspline": 5,
@@ -62,6 +68,16 @@ class ActivationSpec:
         parts = [f"{k}={_format_value(v)}" for k, v in self.options.items()]
         return f"{self.name}:{','.join(parts)}"
 
+    @property
+    def trainable(self) -> bool:
+        """True for the adaptive families (LAAF, TAAFS), which have trainable coefficients."""
+        return self.name in TRAINABLE_FAMILIES
+
+    def as_dict(self) -> dict:
+        """The structured form model metadata carries: ``{"spec": canonical string, "family":
+        name, "options": {option: value} (defaults filled in), "trainable": bool}``."""
+        return {"spec": self.canonical, "family": self.name, "options": dict(self.options), "trainable": self.trainable}
+
     def __str__(self) -> str:  # pragma: no cover - convenience
         return self.canonical
 
@@ -79,18 +95,14 @@ def _parse_number(text: str, key: str, spec: str, kind: type):
         raise ValueError(f"activation spec {spec!r}: option {key}={text!r} is not a number") from None
     if kind is int:
         if value != int(value) or value <= 0:
-            raise ValueError(
-                f"activation spec {spec!r}: {key} must be a positive integer, got {text!r}"
-            )
+            raise ValueError(f"activation spec {spec!r}: {key} must be a positive integer, got {text!r}")
         return int(value)
     return value
 
 
 def _choice(value: str, valid: tuple[str, ...], what: str, spec: str) -> str:
     if value not in valid:
-        raise ValueError(
-            f"activation spec {spec!r}: unknown {what} {value!r}; valid: {', '.join(valid)}"
-        )
+        raise ValueError(f"activation spec {spec!r}: unknown {what} {value!r}; valid: {', '.join(valid)}")
     return value
 
 
@@ -104,9 +116,7 @@ def parse_activation_spec(spec: str) -> ActivationSpec:
     text = spec.strip().lower()
     name, _, rest = text.partition(":")
     if name not in ACTIVATION_NAMES:
-        raise ValueError(
-            f"unknown activation {name!r} in spec {spec!r}; valid: {', '.join(ACTIVATION_NAMES)}"
-        )
+        raise ValueError(f"unknown activation {name!r} in spec {spec!r}; valid: {', '.join(ACTIVATION_NAMES)}")
     given: dict[str, str] = {}
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
@@ -132,21 +142,15 @@ def parse_activation_spec(spec: str) -> ActivationSpec:
         size_key = "grid" if basis in GRID_BASES else "degree"
         other_key = "degree" if size_key == "grid" else "grid"
         if other_key in given:
-            raise ValueError(
-                f"activation spec {spec!r}: basis {basis!r} takes {size_key}=, not {other_key}="
-            )
+            raise ValueError(f"activation spec {spec!r}: basis {basis!r} takes {size_key}=, not {other_key}=")
         options = {"basis": basis}
-        options[size_key] = _parse_number(
-            take(size_key, str(DEFAULT_TAAFS_SIZE[basis])), size_key, spec, int
-        )
+        options[size_key] = _parse_number(take(size_key, str(DEFAULT_TAAFS_SIZE[basis])), size_key, spec, int)
         if basis == "jacobi":
             options["alpha"] = _parse_number(take("alpha", "1"), "alpha", spec, float)
             options["beta"] = _parse_number(take("beta", "1"), "beta", spec, float)
         options["scope"] = _choice(take("scope", "layer"), TAAFS_SCOPES, "TAAFS scope", spec)
     if given:
-        raise ValueError(
-            f"activation spec {spec!r}: unknown option(s) {', '.join(sorted(given))} for {name!r}"
-        )
+        raise ValueError(f"activation spec {spec!r}: unknown option(s) {', '.join(sorted(given))} for {name!r}")
     return ActivationSpec(name, options)
 
 
@@ -155,12 +159,60 @@ def canonical_spec(spec: str) -> str:
     return parse_activation_spec(spec).canonical
 
 
-class FixedActivation(nn.Module):
+def resolve_activations(config: dict, networks: tuple[str, ...]) -> dict[str, str]:
+    """The canonical activation keys of a model config: ``activation`` (default ``tanh``) and,
+    for each sub-network in ``networks`` (e.g. ``("embedding", "fitting")``),
+    ``<network>_activation``: its own spec where given, else ``activation``.
+
+    The one place a model's specs are canonicalised; raises ``ValueError`` for a bad spec.
+    """
+    canonical = {"activation": canonical_spec(config.get("activation", "tanh"))}
+    for network in networks:
+        own = config.get(f"{network}_activation")
+        canonical[f"{network}_activation"] = canonical_spec(own) if own else canonical["activation"]
+    return canonical
+
+
+#: Short basis names in labels.
+_SHORT_BASIS: dict[str, str] = {"chebyshev1": "cheb1", "chebyshev2": "cheb2"}
+
+
+def spec_label(spec: dict) -> str:
+    """A short label of a structured spec (:meth:`ActivationSpec.as_dict`) for tables and
+    figure titles: ``TAAFS bspline g5/layer``, ``LAAF tanh n10/layer``, ``tanh``."""
+    family, options = spec["family"], spec["options"]
+    if family == "taafs":
+        size = f"g{options['grid']}" if "grid" in options else f"d{options['degree']}"
+        return f"TAAFS {_SHORT_BASIS.get(options['basis'], options['basis'])} {size}/{options['scope']}"
+    if family == "laaf":
+        return f"LAAF {options['base']} n{_format_value(options['n'])}/{options['scope']}"
+    return spec["spec"]
+
+
+class ActivationModule(nn.Module):
+    """Base of the activation modules: what one is and where it sits, as plain attributes, which
+    TorchScript keeps, so that mdval.nn.introspect reads them from a loaded model file too.
+
+    ``spec``: the canonical spec; ``width``: the neurons of its layer; ``network`` ("embedding",
+    "fitting"), ``species`` (element symbol) and ``depth`` (0 for the first hidden layer of its
+    sub-network): set by the model (:func:`mdval.nn.introspect.place_activations`), empty and 0
+    for a stand-alone module.
+    """
+
+    def __init__(self, spec: str, width: int):
+        super().__init__()
+        self.spec: str = spec
+        self.width: int = int(width)
+        self.network: str = ""
+        self.species: str = ""
+        self.depth: int = 0
+
+
+class FixedActivation(ActivationModule):
     """tanh, silu, relu, softplus, gelu or sigmoid."""
 
-    def __init__(self, name: str):
-        super().__init__()
-        self.spec: str = name
+    def __init__(self, name: str, width: int = 1):
+        super().__init__(name, width)
         self.fn = {
             "tanh": nn.Tanh,
             "silu": nn.SiLU,
@@ -174,19 +226,18 @@ class FixedActivation(nn.Module):
         return self.fn(z)
 
 
-class IReLU(nn.Module):
+class IReLU(ActivationModule):
     """Integrated ReLU, IReLU(z) = max(0, z)^2 / 2: its derivative is ReLU."""
 
-    def __init__(self):
-        super().__init__()
-        self.spec: str = "irelu"
+    def __init__(self, width: int = 1):
+        super().__init__("irelu", width)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         r = torch.relu(z)
         return 0.5 * r * r
 
 
-class LAAF(nn.Module):
+class LAAF(ActivationModule):
     """Locally adaptive activation sigma(n a z) with trainable slope a (Jagtap et al.).
 
     ``a`` has one entry per layer (L-LAAF) or per neuron (N-LAAF) and starts at 1/n, so that
@@ -194,10 +245,9 @@ class LAAF(nn.Module):
     """
 
     def __init__(self, spec: ActivationSpec, width: int):
-        super().__init__()
-        self.spec: str = spec.canonical
+        super().__init__(spec.canonical, width)
         self.n: float = float(spec.options["n"])
-        self.base = FixedActivation(spec.options["base"])
+        self.base = FixedActivation(spec.options["base"], width)
         size = width if spec.options["scope"] == "neuron" else 1
         self.slope = nn.Parameter(torch.full((size,), 1.0 / self.n, dtype=torch.float64))
 
@@ -209,16 +259,15 @@ class LAAF(nn.Module):
         return self.base(self.n * self.slope * z)
 
 
-class TAAFS(nn.Module):
+class TAAFS(ActivationModule):
     """Trainable adaptive activation y = sum_k theta_k B_k(tanh z); starts as exactly tanh.
 
     ``coeffs`` is [n_coeffs] (global, network and layer scopes, possibly shared between
     modules) or [width, n_coeffs] (neuron scope).
     """
 
-    def __init__(self, spec: ActivationSpec, basis: nn.Module, coeffs: nn.Parameter):
-        super().__init__()
-        self.spec: str = spec.canonical
+    def __init__(self, spec: ActivationSpec, basis: nn.Module, coeffs: nn.Parameter, width: int):
+        super().__init__(spec.canonical, width)
         self.basis = basis
         self.coeffs = coeffs
         # Serving mode (see set_first_derivative_only): exact value and exact dy/dz, but no graph
@@ -258,23 +307,23 @@ class ActivationBuilder:
     def build(self, spec: str, width: int, network: str = "") -> nn.Module:
         parsed = parse_activation_spec(spec)
         if parsed.name in FIXED_ACTIVATIONS:
-            return FixedActivation(parsed.name)
+            return FixedActivation(parsed.name, width)
         if parsed.name == "irelu":
-            return IReLU()
+            return IReLU(width)
         if parsed.name == "laaf":
             return LAAF(parsed, width)
         basis = _basis_for(parsed)
         scope = parsed.options["scope"]
         key = (parsed.canonical, "" if scope == "global" else network)
         if scope in ("global", "network") and key in self._shared:
-            return TAAFS(parsed, basis, self._shared[key])
+            return TAAFS(parsed, basis, self._shared[key], width)
         init = torch.tensor(basis.identity_coefficients(), dtype=torch.float64)
         if scope == "neuron":
             init = init.repeat(width, 1)
         coeffs = nn.Parameter(init)
         if scope in ("global", "network"):
             self._shared[key] = coeffs
-        return TAAFS(parsed, basis, coeffs)
+        return TAAFS(parsed, basis, coeffs, width)
 
 
 def set_first_derivative_only(model: nn.Module, enabled: bool = True) -> int:

@@ -202,12 +202,7 @@ class CubicBSpline(nn.Module):
             row = torch.arange(theta.shape[0], device=a.device) * self.n_coeffs
             idx = idx + row
         flat = theta.reshape(-1)
-        return (
-            w0 * flat[idx]
-            + w1 * flat[idx + 1]
-            + w2 * flat[idx + 2]
-            + w3 * flat[idx + 3]
-        )
+        return w0 * flat[idx] + w1 * flat[idx + 1] + w2 * flat[idx + 2] + w3 * flat[idx + 3]
 
     def value_and_slope(self, a: torch.Tensor, theta: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """y and dy/da from the local cubic and its derivative weights (no graph)."""
@@ -247,9 +242,7 @@ class FourierBasis(nn.Module):
         super().__init__()
         self.degree: int = int(degree)
         self.n_coeffs: int = 2 * self.degree + 2
-        self.register_buffer(
-            "freqs", math.pi * torch.arange(1, self.degree + 1, dtype=torch.float64)
-        )
+        self.register_buffer("freqs", math.pi * torch.arange(1, self.degree + 1, dtype=torch.float64))
         # For the serving path: cos(k x) = T_k(cos x) and sin(k x) = sin x U_{k-1}(cos x), so the
         # series is P(c) + s Q(c) in c = cos(pi a), s = sin(pi a), with polynomial coefficients
         # cos_mono[k-1, m] (of c^m in T_k) and sin_mono[k-1, m] (in U_{k-1}); two transcendental

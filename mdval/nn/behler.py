@@ -41,8 +41,9 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from mdval.nn.activations import ActivationBuilder, canonical_spec
+from mdval.nn.activations import ActivationBuilder, resolve_activations
 from mdval.nn.common import AtomisticModel, PerElementFitting, check_species, smooth_switch
+from mdval.nn.introspect import place_activations
 from mdval.nn.mlp import MLP
 
 BEHLER_DEFAULTS: dict = {
@@ -68,9 +69,7 @@ def _float_list(cfg: dict, key: str) -> List[float]:
     try:
         return [float(v) for v in value]
     except (TypeError, ValueError):
-        raise ValueError(
-            f"Behler-Parrinello option {key} must be a list of numbers, got {value!r}"
-        ) from None
+        raise ValueError(f"Behler-Parrinello option {key} must be a list of numbers, got {value!r}") from None
 
 
 def _validate(cfg: dict) -> None:
@@ -87,9 +86,7 @@ def _validate(cfg: dict) -> None:
             f"{cfg['radial_start']}, cutoff={cutoff}"
         )
     if cfg["radial_eta"] is not None and not float(cfg["radial_eta"]) > 0.0:
-        raise ValueError(
-            f"radial_eta must be > 0 (1/Å^2), or None for 1/spacing^2; got {cfg['radial_eta']}"
-        )
+        raise ValueError(f"radial_eta must be > 0 (1/Å^2), or None for 1/spacing^2; got {cfg['radial_eta']}")
     eta = _float_list(cfg, "angular_eta")
     zeta = _float_list(cfg, "angular_zeta")
     lam = _float_list(cfg, "angular_lambda")
@@ -98,9 +95,7 @@ def _validate(cfg: dict) -> None:
     if any(z < 1.0 or z != int(z) for z in zeta):
         # Whole zeta keep (1 + lambda cos)^zeta smooth where the base is 0 (zeta < 1: infinite
         # forces; 1 < zeta < 2: infinite force derivatives).
-        raise ValueError(
-            f"angular_zeta values must be whole numbers >= 1 (e.g. 1, 2, 4, 8, 16), got {zeta}"
-        )
+        raise ValueError(f"angular_zeta values must be whole numbers >= 1 (e.g. 1, 2, 4, 8, 16), got {zeta}")
     if any(abs(v) > 1.0 for v in lam):
         raise ValueError(f"angular_lambda values must be in [-1, 1] (usually +1 and -1), got {lam}")
     if not cfg["fitting"] or any(int(n) < 1 for n in cfg["fitting"]):
@@ -123,6 +118,64 @@ def _power(base: torch.Tensor, zeta: int) -> torch.Tensor:
     return result
 
 
+def _full_config(config: dict) -> dict:
+    """BEHLER_DEFAULTS updated with ``config``, checked (ValueError naming the option), with the
+    activations resolved and the lists as numbers of their kind."""
+    cfg = dict(BEHLER_DEFAULTS)
+    unknown = set(config) - set(cfg) - {"type_names"}
+    if unknown:
+        raise ValueError(
+            f"unknown Behler-Parrinello option(s) {sorted(unknown)}; valid: {sorted(set(cfg) | {'type_names'})}"
+        )
+    cfg.update(config)
+    if "type_names" not in cfg or not cfg["type_names"]:
+        raise ValueError("Behler-Parrinello needs type_names, e.g. ['Cu']")
+    _validate(cfg)
+    cfg.update(resolve_activations(cfg, ("fitting",)))
+    for key in ("angular_eta", "angular_lambda"):
+        cfg[key] = _float_list(cfg, key)
+    cfg["angular_zeta"] = [int(z) for z in _float_list(cfg, "angular_zeta")]
+    cfg["fitting"] = [int(n) for n in cfg["fitting"]]
+    return cfg
+
+
+def _pair_index(n_types: int) -> torch.Tensor:
+    """[n_types, n_types]: unordered species pair {a, b} -> index in 0..n_pairs-1 (a <= b, row-major)."""
+    pair_index = torch.zeros(n_types, n_types, dtype=torch.long)
+    p = 0
+    for a in range(n_types):
+        for b in range(a, n_types):
+            pair_index[a, b] = p
+            pair_index[b, a] = p
+            p += 1
+    return pair_index
+
+
+def _fitting_nets(type_names: List[str], n_features: int, cfg: dict) -> PerElementFitting:
+    """One MLP per element from the n_features normalised symmetry functions to the atomic energy
+    (eV), initialised from cfg["seed"] in type_names order."""
+    generator = torch.Generator().manual_seed(int(cfg["seed"]))
+    builder = ActivationBuilder()
+    fitting = PerElementFitting(
+        [
+            MLP(
+                n_features,
+                cfg["fitting"],
+                cfg["fitting_activation"],
+                builder,
+                f"fitting_{name}",
+                generator,
+                n_out=1,
+                output_bias=False,
+            )
+            for name in type_names
+        ]
+    )
+    for name, net in zip(type_names, fitting.nets):
+        place_activations(net, "fitting", name)
+    return fitting
+
+
 class BehlerParrinello(AtomisticModel):
     """Behler-Parrinello network keeping the mdval ABI v1: forward(species, edge_index,
     edge_vectors, n_local) -> atom energies (eV)."""
@@ -131,23 +184,7 @@ class BehlerParrinello(AtomisticModel):
     angular_zeta: List[int]
 
     def __init__(self, config: dict):
-        cfg = dict(BEHLER_DEFAULTS)
-        unknown = set(config) - set(cfg) - {"type_names"}
-        if unknown:
-            raise ValueError(
-                f"unknown Behler-Parrinello option(s) {sorted(unknown)}; valid: "
-                f"{sorted(set(cfg) | {'type_names'})}"
-            )
-        cfg.update(config)
-        if "type_names" not in cfg or not cfg["type_names"]:
-            raise ValueError("Behler-Parrinello needs type_names, e.g. ['Cu']")
-        _validate(cfg)
-        cfg["fitting_activation"] = canonical_spec(cfg["fitting_activation"] or cfg["activation"])
-        cfg["activation"] = canonical_spec(cfg["activation"])
-        for key in ("angular_eta", "angular_lambda"):
-            cfg[key] = _float_list(cfg, key)
-        cfg["angular_zeta"] = [int(z) for z in _float_list(cfg, "angular_zeta")]
-        cfg["fitting"] = [int(n) for n in cfg["fitting"]]
+        cfg = _full_config(config)
         super().__init__(cfg)
 
         n_types = self.n_types
@@ -169,44 +206,29 @@ class BehlerParrinello(AtomisticModel):
         self.n_angular: int = self.n_angular_eta * self.n_angular_zeta * self.n_angular_lambda
         self.angular_zeta = list(cfg["angular_zeta"])
         self.register_buffer("angular_eta", torch.tensor(cfg["angular_eta"], dtype=torch.float64))
-        self.register_buffer(
-            "angular_lambda", torch.tensor(cfg["angular_lambda"], dtype=torch.float64)
-        )
+        self.register_buffer("angular_lambda", torch.tensor(cfg["angular_lambda"], dtype=torch.float64))
         # 2^(1 - zeta) per angular column, applied after the sum over triplets.
         self.register_buffer(
             "angular_prefactor",
             torch.tensor(
-                [2.0 ** (1.0 - z) for _ in cfg["angular_eta"] for z in cfg["angular_zeta"]
-                 for _ in cfg["angular_lambda"]],
+                [
+                    2.0 ** (1.0 - z)
+                    for _ in cfg["angular_eta"]
+                    for z in cfg["angular_zeta"]
+                    for _ in cfg["angular_lambda"]
+                ],
                 dtype=torch.float64,
             ),
         )
-        # Unordered species pair {a, b} -> index in 0..n_pairs-1 (a <= b, row-major).
         self.n_pairs: int = n_types * (n_types + 1) // 2
-        pair_index = torch.zeros(n_types, n_types, dtype=torch.long)
-        p = 0
-        for a in range(n_types):
-            for b in range(a, n_types):
-                pair_index[a, b] = p
-                pair_index[b, a] = p
-                p += 1
-        self.register_buffer("pair_index", pair_index)
+        self.register_buffer("pair_index", _pair_index(n_types))
 
         self.n_features: int = n_types * n_radial + self.n_pairs * self.n_angular
         # Feature normalisation per centre species (set from data by the trainer).
         shape = (n_types, self.n_features)
         self.register_buffer("feature_mean", torch.zeros(shape, dtype=torch.float64))
         self.register_buffer("feature_std", torch.ones(shape, dtype=torch.float64))
-
-        generator = torch.Generator().manual_seed(int(cfg["seed"]))
-        builder = ActivationBuilder()
-        self.fitting = PerElementFitting(
-            [
-                MLP(self.n_features, cfg["fitting"], cfg["fitting_activation"], builder,
-                    f"fitting_{name}", generator, n_out=1, output_bias=False)
-                for name in self.type_names
-            ]
-        )
+        self.fitting = _fitting_nets(self.type_names, self.n_features, cfg)
 
     @torch.jit.unused
     def activation_specs(self) -> Dict[str, str]:
@@ -215,16 +237,8 @@ class BehlerParrinello(AtomisticModel):
     @torch.jit.unused
     def feature_names(self) -> List[str]:
         """A label for each column of the descriptor, e.g. ``G2[Cu] Rs=2.48`` (for reports)."""
-        names = [
-            f"G2[{t}] Rs={float(rs):.3g}"
-            for t in self.type_names
-            for rs in self.radial_shift.tolist()
-        ]
-        pairs = [
-            (self.type_names[a], self.type_names[b])
-            for a in range(self.n_types)
-            for b in range(a, self.n_types)
-        ]
+        names = [f"G2[{t}] Rs={float(rs):.3g}" for t in self.type_names for rs in self.radial_shift.tolist()]
+        pairs = [(self.type_names[a], self.type_names[b]) for a in range(self.n_types) for b in range(a, self.n_types)]
         for a, b in pairs:
             for e in self.angular_eta.tolist():
                 for z in self.angular_zeta:
@@ -256,9 +270,7 @@ class BehlerParrinello(AtomisticModel):
         partners = counts[sorted_centers] - 1 - slot
         first = torch.repeat_interleave(torch.arange(n_edges, device=centers.device), partners)
         starts = torch.cumsum(partners, 0) - partners
-        step = torch.arange(first.shape[0], device=centers.device) - torch.repeat_interleave(
-            starts, partners
-        )
+        step = torch.arange(first.shape[0], device=centers.device) - torch.repeat_interleave(starts, partners)
         second = first + 1 + step
         return order[first], order[second]
 
@@ -283,9 +295,7 @@ class BehlerParrinello(AtomisticModel):
         # Radial: one Gaussian shell per column, summed into (centre, neighbour species).
         gauss = torch.exp(-self.radial_eta * (r.unsqueeze(1) - self.radial_shift) ** 2)
         radial = torch.zeros(n_local * self.n_types, self.n_radial, dtype=dtype, device=device)
-        radial = radial.index_add(
-            0, centers * self.n_types + neighbor_species, gauss * fc.unsqueeze(1)
-        )
+        radial = radial.index_add(0, centers * self.n_types + neighbor_species, gauss * fc.unsqueeze(1))
         features = [radial.reshape(n_local, self.n_types * self.n_radial)]
 
         if self.n_angular > 0:
@@ -301,15 +311,9 @@ class BehlerParrinello(AtomisticModel):
             # [n_triplets, n_eta]
             weight = radial_part.index_select(0, e1) * radial_part.index_select(0, e2)
             # [n_triplets, n_angular], eta slowest (a column loop is faster than a 3-d broadcast).
-            terms = torch.cat(
-                [weight[:, k : k + 1] * powers for k in range(self.n_angular_eta)], dim=1
-            )
-            pair = self.pair_index[
-                neighbor_species.index_select(0, e1), neighbor_species.index_select(0, e2)
-            ]
-            angular = torch.zeros(
-                n_local * self.n_pairs, self.n_angular, dtype=dtype, device=device
-            )
+            terms = torch.cat([weight[:, k : k + 1] * powers for k in range(self.n_angular_eta)], dim=1)
+            pair = self.pair_index[neighbor_species.index_select(0, e1), neighbor_species.index_select(0, e2)]
+            angular = torch.zeros(n_local * self.n_pairs, self.n_angular, dtype=dtype, device=device)
             angular = angular.index_add(0, centers.index_select(0, e1) * self.n_pairs + pair, terms)
             angular = angular * self.angular_prefactor
             features.append(angular.reshape(n_local, self.n_pairs * self.n_angular))

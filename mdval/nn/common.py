@@ -49,8 +49,15 @@ def check_species(species: torch.Tensor, n_types: int) -> None:
         hi = int(species.max().item())
         if lo < 0 or hi >= n_types:
             raise ValueError(
-                "species index out of range: got values in [" + str(lo) + ", " + str(hi)
-                + "], the model has " + str(n_types) + " types (valid 0.." + str(n_types - 1) + ")"
+                "species index out of range: got values in ["
+                + str(lo)
+                + ", "
+                + str(hi)
+                + "], the model has "
+                + str(n_types)
+                + " types (valid 0.."
+                + str(n_types - 1)
+                + ")"
             )
 
 

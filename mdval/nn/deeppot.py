@@ -32,8 +32,9 @@ from typing import Dict, Tuple
 import torch
 from torch import nn
 
-from mdval.nn.activations import ActivationBuilder, canonical_spec
+from mdval.nn.activations import ActivationBuilder, resolve_activations
 from mdval.nn.common import AtomisticModel, PerElementFitting, check_species, edge_slots, smooth_switch
+from mdval.nn.introspect import place_activations
 from mdval.nn.mlp import MLP
 
 DEEPPOT_DEFAULTS: dict = {
@@ -52,7 +53,9 @@ DEEPPOT_DEFAULTS: dict = {
 }
 
 
-def environment_rows(edge_vectors: torch.Tensor, cutoff_smooth: float, cutoff: float) -> Tuple[torch.Tensor, torch.Tensor]:
+def environment_rows(
+    edge_vectors: torch.Tensor, cutoff_smooth: float, cutoff: float
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """s(r) = sw(r)/r (1/Å) and the raw environment rows (s, s x/r, s y/r, s z/r) of each edge."""
     r = torch.linalg.vector_norm(edge_vectors, dim=1)
     s = smooth_switch(r, cutoff_smooth, cutoff) / r
@@ -67,27 +70,23 @@ class DeepPotSE(AtomisticModel):
         cfg = dict(DEEPPOT_DEFAULTS)
         unknown = set(config) - set(cfg) - {"type_names"}
         if unknown:
-            raise ValueError(
-                f"unknown DeepPot-SE option(s) {sorted(unknown)}; valid: {sorted(cfg)}"
-            )
+            raise ValueError(f"unknown DeepPot-SE option(s) {sorted(unknown)}; valid: {sorted(cfg)}")
         cfg.update(config)
         if "type_names" not in cfg or not cfg["type_names"]:
             raise ValueError("DeepPot-SE needs type_names, e.g. ['Cu']")
-        cfg["embedding_activation"] = canonical_spec(cfg["embedding_activation"] or cfg["activation"])
-        cfg["fitting_activation"] = canonical_spec(cfg["fitting_activation"] or cfg["activation"])
-        cfg["activation"] = canonical_spec(cfg["activation"])
+        cfg.update(resolve_activations(cfg, ("embedding", "fitting")))
         if not 0.0 <= cfg["cutoff_smooth"] < cfg["cutoff"]:
             raise ValueError(
                 f"DeepPot-SE needs 0 <= cutoff_smooth < cutoff (Å), got cutoff_smooth="
                 f"{cfg['cutoff_smooth']}, cutoff={cfg['cutoff']}"
             )
         if not cfg["embedding"]:
-            raise ValueError("DeepPot-SE needs at least one embedding layer, got embedding = []; "
-                             "e.g. embedding = [25, 25, 25]")
+            raise ValueError(
+                "DeepPot-SE needs at least one embedding layer, got embedding = []; e.g. embedding = [25, 25, 25]"
+            )
         if not 0 < cfg["axis_neuron"] <= cfg["embedding"][-1]:
             raise ValueError(
-                f"axis_neuron must be in 1..{cfg['embedding'][-1]} (the last embedding width), "
-                f"got {cfg['axis_neuron']}"
+                f"axis_neuron must be in 1..{cfg['embedding'][-1]} (the last embedding width), got {cfg['axis_neuron']}"
             )
         super().__init__(cfg)
         self.cutoff_smooth: float = float(cfg["cutoff_smooth"])
@@ -98,8 +97,7 @@ class DeepPotSE(AtomisticModel):
         builder = ActivationBuilder()
         self.embedding_nets = nn.ModuleList(
             [
-                MLP(1, cfg["embedding"], cfg["embedding_activation"], builder,
-                    f"embedding_{name}", generator)
+                MLP(1, cfg["embedding"], cfg["embedding_activation"], builder, f"embedding_{name}", generator)
                 for name in self.type_names
             ]
         )
@@ -107,11 +105,22 @@ class DeepPotSE(AtomisticModel):
         self.embedding_width: int = int(m1)
         self.fitting = PerElementFitting(
             [
-                MLP(m1 * self.axis_neuron, cfg["fitting"], cfg["fitting_activation"], builder,
-                    f"fitting_{name}", generator, n_out=1, output_bias=False)
+                MLP(
+                    m1 * self.axis_neuron,
+                    cfg["fitting"],
+                    cfg["fitting_activation"],
+                    builder,
+                    f"fitting_{name}",
+                    generator,
+                    n_out=1,
+                    output_bias=False,
+                )
                 for name in self.type_names
             ]
         )
+        for name, embedding, fitting in zip(self.type_names, self.embedding_nets, self.fitting.nets):
+            place_activations(embedding, "embedding", name)
+            place_activations(fitting, "fitting", name)
         # Descriptor normalisation per centre species (set from data by the trainer):
         # embedding input (s - s_mean) / s_std; environment row divided by (std_s, std_r x3).
         self.register_buffer("s_mean", torch.zeros(self.n_types, dtype=torch.float64))
@@ -149,8 +158,14 @@ class DeepPotSE(AtomisticModel):
                 g = g.index_copy(0, idx, net(s_in.index_select(0, idx)))
         return g
 
-    def _centering_terms(self, species: torch.Tensor, centers: torch.Tensor, center_species: torch.Tensor,
-                         neighbor_species: torch.Tensor, n_local: int) -> torch.Tensor:
+    def _centering_terms(
+        self,
+        species: torch.Tensor,
+        centers: torch.Tensor,
+        center_species: torch.Tensor,
+        neighbor_species: torch.Tensor,
+        n_local: int,
+    ) -> torch.Tensor:
         """Row-0 terms [n_local, M1] of DeePMD-kit's centred environment matrix.
 
         DeePMD-kit normalises the s column as (s - davg) / dstd over a fixed number of neighbour

@@ -52,9 +52,7 @@ def energy_forces_virial(
     if edge_vectors.shape[0] == 0:
         grad = torch.zeros_like(edge_vectors)
     else:
-        (grad,) = torch.autograd.grad(
-            atom_energy.sum(), edge_vectors, create_graph=create_graph, allow_unused=True
-        )
+        (grad,) = torch.autograd.grad(atom_energy.sum(), edge_vectors, create_graph=create_graph, allow_unused=True)
         if grad is None:
             grad = torch.zeros_like(edge_vectors)
     centers, neighbors = edge_index[0], edge_index[1]

@@ -156,8 +156,9 @@ def tabulate(
         out.n_intervals = n
         out.table_step = h
         # The check goes through the served code path (TabulatedDeepPotSE.embed) itself.
-        probes = (torch.arange(n, dtype=torch.float64).unsqueeze(1)
-                  + torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)).reshape(-1) * h
+        probes = (
+            torch.arange(n, dtype=torch.float64).unsqueeze(1) + torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)
+        ).reshape(-1) * h
         worst = 0.0
         with torch.no_grad():
             for pair, scale in enumerate(scales):

@@ -3,10 +3,13 @@
 Two ways in:
 
 - a model (and a structure, default FCC Cu 3×3×3): NVT equilibration then NVE with velocity
-  Verlet (mdval.md protocols, ASE or LAMMPS engine), optionally at several time steps (the
-  ladder) and in float64 and float32 (the A/B comparison);
+  Verlet, optionally at several time steps (the ladder) and in float64 and float32 (the A/B
+  comparison), run by mdval/md/nve_ladder.py (ASE or LAMMPS engine) into ``<out>/runs/``;
 - existing NVE run folders (``thermo.csv`` + ``results.json`` of mdval.md), e.g. from
   ``mdval md nve`` or ``mdval compare``.
+
+This module reads those run folders and renders them; it runs nothing. An earlier report in the
+output folder is replaced only when it is of the same runs (:func:`refuse_other_report`).
 
 The metrics are those of :func:`mdval.md.observables.energy_drift` (never re-implemented here):
 drift b of the least-squares fit E_tot(t)/N = a + b·t (meV/atom/ps) after the warm-up, RMS
@@ -17,7 +20,8 @@ far from 2, points at non-smooth forces (cutoff, activation) or a too-large time
 
 Outputs in ``--out`` (default ``reports/energy_conservation``): ``report.json``, ``report.md``,
 ``report.html`` (self-contained, PNGs embedded), ``energy.png`` (and ``ladder.png``), and the
-NVE runs themselves under ``runs/`` when they were made here.
+NVE runs themselves under ``runs/`` (and the float32 copy of the model under ``models/``) when
+they were made here.
 
 JSON schema (``report.json``; :func:`validate_report` checks it)::
 
@@ -32,7 +36,9 @@ JSON schema (``report.json``; :func:`validate_report` checks it)::
           "status": "completed" | "failed", "reason": str | null,
           "drift": null | {"drift_meV_per_atom_ps", "rms_fluctuation_meV_per_atom",
                            "max_excursion_meV_per_atom", "sigma_ke_meV_per_atom",
-                           "drift_over_sigma_ke", "duration_ps": number, "n_samples": int},
+                           "drift_over_sigma_ke", "duration_ps": number, "n_samples": int,
+                           "drift_meV_per_atom_ps_stderr", "rms_fluctuation_meV_per_atom_stderr",
+                           "start_ps": number},   # the stderrs of results.json's estimates
           "passed": bool, "output_dir": str } ... ],
       "timestep_ladder": null | {"timesteps_fs": [number], "rms_fluctuation_meV_per_atom":
                                  [number | null], "loglog_slope": number | null},
@@ -56,59 +62,67 @@ from pathlib import Path
 
 import numpy as np
 
-from mdval import fileio
 from mdval.md import observables as obs
 from mdval.md import results as res
 from mdval.report import plots
 from mdval.report.html import fmt, text_table, write_documents
 
 SCHEMA_ID = "mdval.report.energy_conservation/1"
-DRIFT_KEYS = ("drift_meV_per_atom_ps", "rms_fluctuation_meV_per_atom", "max_excursion_meV_per_atom",
-              "sigma_ke_meV_per_atom", "drift_over_sigma_ke", "duration_ps", "n_samples")
-RUN_KEYS = ("label", "potential", "engine", "timestep_fs", "compute_dtype", "n_atoms", "status", "reason",
-            "drift", "passed", "output_dir")
-TABLE_HEADER = ("run", "engine", "dt (fs)", "dtype", "status", "drift (meV/atom/ps)", "RMS fluct. (meV/atom)",
-                "max exc. (meV/atom)", "|drift|·T/σ_KE", "gate")
+DRIFT_KEYS = (
+    "drift_meV_per_atom_ps",
+    "rms_fluctuation_meV_per_atom",
+    "max_excursion_meV_per_atom",
+    "sigma_ke_meV_per_atom",
+    "drift_over_sigma_ke",
+    "duration_ps",
+    "n_samples",
+)
+RUN_KEYS = (
+    "label",
+    "potential",
+    "engine",
+    "timestep_fs",
+    "compute_dtype",
+    "n_atoms",
+    "status",
+    "reason",
+    "drift",
+    "passed",
+    "output_dir",
+)
+TABLE_HEADER = (
+    "run",
+    "engine",
+    "dt (fs)",
+    "dtype",
+    "status",
+    "drift (meV/atom/ps)",
+    "RMS fluct. (meV/atom)",
+    "max exc. (meV/atom)",
+    "|drift|·T/σ_KE",
+    "gate",
+)
 
 
-# --------------------------------------------------------------------------------- runs
-def float32_variant(model_path, out_path) -> Path:
-    """Write a copy of a float64 model file that computes in float32 (behind the float64 ABI)."""
-    import torch
-
-    from mdval.abi import METADATA_FILENAME
-    from mdval.deploy.model_file import Float32Model, quiet_torchscript, read_metadata
-
-    meta = read_metadata(model_path)
-    if meta["compute_dtype"] == "float32":
-        raise ValueError(f"{model_path} already computes in float32; the A/B comparison needs a float64 model")
-    meta["compute_dtype"] = "float32"
-    meta["derived_from"] = str(Path(model_path).resolve())
-    with quiet_torchscript():
-        scripted = torch.jit.script(Float32Model(torch.jit.load(str(model_path), map_location="cpu")))
-        with fileio.atomic_path(out_path) as tmp:
-            torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILENAME: json.dumps(meta, indent=1)})
-    return Path(out_path)
-
-
-def nve_settings(*, timestep_fs: float, duration_ps: float, equilibration_ps: float, temperature_K: float,
-                 warmup_ps: float, seed: int = 1, sample_every_fs: float = 10.0):
-    """NVE protocol settings for a given physical duration at time step ``timestep_fs``."""
-    from mdval.md.protocols import make_settings
-
-    steps = max(int(round(duration_ps * 1000.0 / timestep_fs)), 3)
-    sample = max(int(round(sample_every_fs / timestep_fs)), 1)
-    return make_settings("nve", timestep_fs=timestep_fs, steps=steps,
-                         equilibration_steps=int(round(equilibration_ps * 1000.0 / timestep_fs)),
-                         temperature_K=temperature_K, warmup_ps=warmup_ps, seed=seed, sample_interval=sample,
-                         trajectory_interval=max(steps // 10, 1), checkpoint_interval=max(steps, 1))
-
-
-def run_nve(atoms, potential, settings, out_dir, *, engine: str = "ase", np_ranks: int = 1):
-    """One NVE run of ``potential`` (a Potential) in ``out_dir``; its RunResult."""
-    from mdval.md.matrix import run_one
-
-    return run_one(engine, atoms, potential, settings, out_dir, np=np_ranks, resume=False)
+# --------------------------------------------------------------------------- out folder
+def refuse_other_report(out_dir, run_dirs) -> None:
+    """Raise ValueError (one line: the folder, its runs, the fix) when ``out_dir`` holds an
+    earlier report of other runs than ``run_dirs``; a report of the same runs may be written again
+    (a resume, or another ``--max-drift``)."""
+    path = Path(out_dir) / "report.json"
+    if not path.exists():
+        return
+    try:
+        earlier = json.loads(path.read_text()).get("runs") or []
+    except (OSError, ValueError, AttributeError):
+        earlier = []
+    if {str(Path(r.get("output_dir", "")).resolve()) for r in earlier} == {str(Path(d).resolve()) for d in run_dirs}:
+        return
+    labels = ", ".join(str(r.get("label")) for r in earlier) or "unreadable"
+    raise ValueError(
+        f"{out_dir} holds an earlier report of other runs ({labels}); use another --out folder, "
+        "or --overwrite to replace it"
+    )
 
 
 # ------------------------------------------------------------------------------ records
@@ -121,8 +135,10 @@ def load_run(run_dir, label: str | None = None) -> dict:
     run_dir = Path(run_dir)
     results_file, thermo_file = run_dir / res.RESULTS_FILE, run_dir / res.THERMO_FILE
     if not results_file.exists() or not thermo_file.exists():
-        raise FileNotFoundError(f"{run_dir} is not an mdval MD run folder (needs {res.RESULTS_FILE} and "
-                                f"{res.THERMO_FILE}); make one with `mdval md nve` or give --model")
+        raise FileNotFoundError(
+            f"{run_dir} is not an mdval MD run folder (needs {res.RESULTS_FILE} and "
+            f"{res.THERMO_FILE}); make one with `mdval md nve` or give --model"
+        )
     result = json.loads(results_file.read_text())
     if result.get("protocol") != "nve":
         raise ValueError(f"{run_dir} holds a {result.get('protocol')!r} run; energy conservation needs an NVE run")
@@ -130,21 +146,51 @@ def load_run(run_dir, label: str | None = None) -> dict:
     settings = result.get("settings", {})
     potential = result.get("provenance", {}).get("potential", {})
     n_atoms = _n_atoms(run_dir, thermo)
-    drift = result.get("observables", {}).get("drift")
+    drift = _drift_numbers(result.get("observables", {}).get("drift"))
     if drift is None:
         prod = thermo["phase"] == "production"
         try:
-            drift = obs.energy_drift(thermo["time_ps"][prod], thermo["etot_eV"][prod], n_atoms,
-                                     kinetic_energy_eV=thermo["ekin_eV"][prod],
-                                     warmup_ps=settings.get("warmup_ps", 0.0)).as_dict()
+            drift = _drift_numbers(
+                obs.energy_drift(
+                    thermo["time_ps"][prod],
+                    thermo["etot_eV"][prod],
+                    n_atoms,
+                    kinetic_energy_eV=thermo["ekin_eV"][prod],
+                    warmup_ps=settings.get("warmup_ps", 0.0),
+                ).as_dict()
+            )
         except ValueError:
             drift = None
     spec = potential.get("path") or potential.get("spec") or str(run_dir)
-    return {"label": label or run_dir.name, "potential": spec, "engine": result.get("engine"),
-            "timestep_fs": settings.get("timestep_fs"), "compute_dtype": potential.get("compute_dtype"),
-            "n_atoms": n_atoms, "status": result.get("status"), "reason": result.get("reason"),
-            "drift": drift, "output_dir": str(run_dir), "_thermo": thermo,
-            "_warmup_ps": settings.get("warmup_ps", 0.0), "_provenance": result.get("provenance", {})}
+    return {
+        "label": label or run_dir.name,
+        "potential": spec,
+        "engine": result.get("engine"),
+        "timestep_fs": settings.get("timestep_fs"),
+        "compute_dtype": potential.get("compute_dtype"),
+        "n_atoms": n_atoms,
+        "status": result.get("status"),
+        "reason": result.get("reason"),
+        "drift": drift,
+        "output_dir": str(run_dir),
+        "_thermo": thermo,
+        "_warmup_ps": settings.get("warmup_ps", 0.0),
+        "_provenance": result.get("provenance", {}),
+    }
+
+
+def _drift_numbers(drift: dict | None) -> dict | None:
+    """A run's drift metrics as numbers: an estimate of the results.json contract gives its value,
+    and its standard error as ``<key>_stderr``."""
+    if drift is None:
+        return None
+    out = {}
+    for key, value in drift.items():
+        if isinstance(value, dict):
+            out[key], out[f"{key}_stderr"] = value["value"], value["stderr"]
+        else:
+            out[key] = value
+    return out
 
 
 def _n_atoms(run_dir: Path, thermo: dict) -> int:
@@ -160,55 +206,62 @@ def _n_atoms(run_dir: Path, thermo: dict) -> int:
 
 
 # ------------------------------------------------------------------------------ report
-def build_report(records: list[dict], out_dir, *, max_drift: float | None = None, ladder: bool = False,
-                 ab: tuple[str, str] | None = None, command: str | None = None, title: str | None = None) -> dict:
+def build_report(
+    records: list[dict],
+    out_dir,
+    *,
+    max_drift: float | None = None,
+    ladder: bool = False,
+    ab: tuple[str, str] | None = None,
+    command: str | None = None,
+    title: str | None = None,
+) -> dict:
     """Write report.json/.md/.html and figures for ``records`` (from :func:`load_run`); returns
     the report dict (schema in the module docstring)."""
     from mdval import __version__
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for r in records:
-        d = r["drift"]
-        ok = r["status"] == "completed" and d is not None
-        within = ok and (max_drift is None or abs(d["drift_meV_per_atom_ps"]) <= max_drift)
-        runs.append({**{k: r.get(k) for k in RUN_KEYS if k != "passed"}, "passed": bool(within)})
-    figures = [str(plots.energy_plot(
-        [{"label": r["label"], "thermo": r["_thermo"], "n_atoms": r["n_atoms"], "warmup_ps": r["_warmup_ps"],
-          "drift": r["drift"]} for r in records], out_dir / "energy.png",
-        title="NVE energy conservation"))]
+    runs = _run_entries(records, max_drift)
+    figures = [
+        str(
+            plots.energy_plot(
+                [
+                    {
+                        "label": r["label"],
+                        "thermo": r["_thermo"],
+                        "n_atoms": r["n_atoms"],
+                        "warmup_ps": r["_warmup_ps"],
+                        "drift": r["drift"],
+                    }
+                    for r in records
+                ],
+                out_dir / "energy.png",
+                title="NVE energy conservation",
+            )
+        )
+    ]
     ladder_block = None
     if ladder:
-        skip = {ab[1]} if ab else set()  # the float32 run of the A/B is not a rung of the ladder
-        order = sorted((k for k in range(len(runs)) if runs[k]["label"] not in skip),
-                       key=lambda k: runs[k]["timestep_fs"])
-        dts = [runs[k]["timestep_fs"] for k in order]
-        fl = [runs[k]["drift"]["rms_fluctuation_meV_per_atom"] if runs[k]["drift"] else None for k in order]
-        ok = [(t, f) for t, f in zip(dts, fl) if f and f > 0]
-        slope = float(np.polyfit(np.log([t for t, _ in ok]), np.log([f for _, f in ok]), 1)[0]) if len(ok) >= 2 else None
-        ladder_block = {"timesteps_fs": dts, "rms_fluctuation_meV_per_atom": fl, "loglog_slope": slope}
-        figures.append(str(plots.ladder_plot(dts, [f if f is not None else math.nan for f in fl],
-                                             out_dir / "ladder.png",
-                                             title=f"time-step ladder (log-log slope {fmt(slope)}; expected 2)")))
-    ab_block = None
-    if ab:
-        by_label = {r["label"]: r for r in runs}
-        d64, d32 = by_label[ab[0]]["drift"], by_label[ab[1]]["drift"]
-        ab_block = {"float64": ab[0], "float32": ab[1],
-                    "drift_difference_meV_per_atom_ps": (d32["drift_meV_per_atom_ps"] - d64["drift_meV_per_atom_ps"])
-                    if d64 and d32 else None,
-                    "rms_ratio_float32_over_float64": (d32["rms_fluctuation_meV_per_atom"]
-                                                       / d64["rms_fluctuation_meV_per_atom"])
-                    if d64 and d32 and d64["rms_fluctuation_meV_per_atom"] else None}
-    report = {"schema": SCHEMA_ID, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "mdval_version": __version__, "max_drift_meV_per_atom_ps": max_drift,
-              "passed": bool(runs) and all(r["passed"] for r in runs), "runs": runs,
-              "timestep_ladder": ladder_block, "precision_ab": ab_block,
-              "files": {"json": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md"),
-                        "html": str(out_dir / "report.html"), "figures": figures},
-              "provenance": {"command": command, "versions": res.versions(),
-                             "runs": [r["_provenance"] for r in records]}}
+        ladder_block = _ladder_block(runs, ab)
+        figures.append(str(_ladder_figure(ladder_block, out_dir / "ladder.png")))
+    report = {
+        "schema": SCHEMA_ID,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "mdval_version": __version__,
+        "max_drift_meV_per_atom_ps": max_drift,
+        "passed": bool(runs) and all(r["passed"] for r in runs),
+        "runs": runs,
+        "timestep_ladder": ladder_block,
+        "precision_ab": _ab_block(runs, ab) if ab else None,
+        "files": {
+            "json": str(out_dir / "report.json"),
+            "markdown": str(out_dir / "report.md"),
+            "html": str(out_dir / "report.html"),
+            "figures": figures,
+        },
+        "provenance": {"command": command, "versions": res.versions(), "runs": [r["_provenance"] for r in records]},
+    }
     blocks = _blocks(report)
     write_documents(out_dir, "report", title or "mdval: NVE energy conservation", blocks)
     res.write_json_atomic(out_dir / "report.json", report)
@@ -218,16 +271,78 @@ def build_report(records: list[dict], out_dir, *, max_drift: float | None = None
     return report
 
 
+def _run_entries(records: list[dict], max_drift: float | None) -> list[dict]:
+    """The report's "runs": each record's public keys, and whether it passed (completed, with a
+    drift, and |drift| within ``max_drift`` meV/atom/ps when there is a gate)."""
+    runs = []
+    for r in records:
+        d = r["drift"]
+        ok = r["status"] == "completed" and d is not None
+        within = ok and (max_drift is None or abs(d["drift_meV_per_atom_ps"]) <= max_drift)
+        runs.append({**{k: r.get(k) for k in RUN_KEYS if k != "passed"}, "passed": bool(within)})
+    return runs
+
+
+def _ladder_block(runs: list[dict], ab: tuple[str, str] | None) -> dict:
+    """The report's "timestep_ladder": RMS fluctuation (meV/atom) against time step (fs), and the
+    log-log slope of the rungs with a positive fluctuation (None below two of them)."""
+    skip = {ab[1]} if ab else set()  # the float32 run of the A/B is not a rung of the ladder
+    order = sorted((k for k in range(len(runs)) if runs[k]["label"] not in skip), key=lambda k: runs[k]["timestep_fs"])
+    dts = [runs[k]["timestep_fs"] for k in order]
+    fl = [runs[k]["drift"]["rms_fluctuation_meV_per_atom"] if runs[k]["drift"] else None for k in order]
+    ok = [(t, f) for t, f in zip(dts, fl) if f and f > 0]
+    slope = float(np.polyfit(np.log([t for t, _ in ok]), np.log([f for _, f in ok]), 1)[0]) if len(ok) >= 2 else None
+    return {"timesteps_fs": dts, "rms_fluctuation_meV_per_atom": fl, "loglog_slope": slope}
+
+
+def _ladder_figure(ladder_block: dict, path: Path) -> Path:
+    """The ladder's log-log plot, written to ``path``."""
+    fl = ladder_block["rms_fluctuation_meV_per_atom"]
+    return plots.ladder_plot(
+        ladder_block["timesteps_fs"],
+        [f if f is not None else math.nan for f in fl],
+        path,
+        title=f"time-step ladder (log-log slope {fmt(ladder_block['loglog_slope'])}; expected 2)",
+    )
+
+
+def _ab_block(runs: list[dict], ab: tuple[str, str]) -> dict:
+    """The report's "precision_ab": float32 minus float64 drift (meV/atom/ps) and the ratio of
+    their RMS fluctuations, None where a run has no drift (or the float64 fluctuation is 0)."""
+    by_label = {r["label"]: r for r in runs}
+    d64, d32 = by_label[ab[0]]["drift"], by_label[ab[1]]["drift"]
+    return {
+        "float64": ab[0],
+        "float32": ab[1],
+        "drift_difference_meV_per_atom_ps": (d32["drift_meV_per_atom_ps"] - d64["drift_meV_per_atom_ps"])
+        if d64 and d32
+        else None,
+        "rms_ratio_float32_over_float64": (d32["rms_fluctuation_meV_per_atom"] / d64["rms_fluctuation_meV_per_atom"])
+        if d64 and d32 and d64["rms_fluctuation_meV_per_atom"]
+        else None,
+    }
+
+
 def table_rows(report: dict) -> list[list[str]]:
     rows = []
     gate = report["max_drift_meV_per_atom_ps"]
     for r in report["runs"]:
         d = r["drift"] or {}
         verdict = ("PASS" if r["passed"] else "FAIL") if gate is not None else ("ok" if r["passed"] else "failed")
-        rows.append([r["label"], r["engine"], fmt(r["timestep_fs"]), r["compute_dtype"] or "–",
-                     r["status"] if r["status"] == "completed" else f"failed: {r['reason']}",
-                     fmt(d.get("drift_meV_per_atom_ps")), fmt(d.get("rms_fluctuation_meV_per_atom")),
-                     fmt(d.get("max_excursion_meV_per_atom")), fmt(d.get("drift_over_sigma_ke")), verdict])
+        rows.append(
+            [
+                r["label"],
+                r["engine"],
+                fmt(r["timestep_fs"]),
+                r["compute_dtype"] or "–",
+                r["status"] if r["status"] == "completed" else f"failed: {r['reason']}",
+                fmt(d.get("drift_meV_per_atom_ps")),
+                fmt(d.get("rms_fluctuation_meV_per_atom")),
+                fmt(d.get("max_excursion_meV_per_atom")),
+                fmt(d.get("drift_over_sigma_ke")),
+                verdict,
+            ]
+        )
     return rows
 
 
@@ -235,31 +350,77 @@ def terminal_table(report: dict) -> str:
     return text_table(TABLE_HEADER, table_rows(report))
 
 
+def terminal_summary(report: dict) -> str:
+    """The table, the ladder's slope and the A/B differences, three significant digits each."""
+    lines = [terminal_table(report)]
+    ladder = report["timestep_ladder"]
+    if ladder:
+        lines.append(
+            f"time-step ladder: RMS fluctuation ∝ dt^{fmt(ladder['loglog_slope'])} (log-log slope; "
+            "velocity Verlet with smooth forces: 2)"
+        )
+    ab = report["precision_ab"]
+    if ab:
+        lines.append(
+            f"float32 − float64: drift {fmt(ab['drift_difference_meV_per_atom_ps'])} meV/atom/ps, "
+            f"RMS fluctuation ratio {fmt(ab['rms_ratio_float32_over_float64'])}"
+        )
+    return "\n".join(lines)
+
+
 def _blocks(report: dict) -> list:
     gate = report["max_drift_meV_per_atom_ps"]
-    verdict = ("all runs completed" if report["passed"] else "a run failed") if gate is None else \
-        (f"PASS: every |drift| ≤ {gate} meV/atom/ps" if report["passed"] else
-         f"FAIL: a run failed or |drift| > {gate} meV/atom/ps")
-    blocks = [("p", f"{verdict}. Drift = slope of the least-squares line through E_tot(t)/N after the warm-up; "
-                    "RMS fluctuation about that line; maximum excursion max|E(t) − E(t₀)|/N; "
-                    "|drift|·T/σ_KE ≪ 1 means the drift is small against the natural kinetic-energy "
-                    "fluctuation."),
-              ("table", TABLE_HEADER, table_rows(report)), ("h", "Energy against time")]
+    verdict = (
+        ("all runs completed" if report["passed"] else "a run failed")
+        if gate is None
+        else (
+            f"PASS: every |drift| ≤ {gate} meV/atom/ps"
+            if report["passed"]
+            else f"FAIL: a run failed or |drift| > {gate} meV/atom/ps"
+        )
+    )
+    blocks = [
+        (
+            "p",
+            f"{verdict}. Drift = slope of the least-squares line through E_tot(t)/N after the warm-up; "
+            "RMS fluctuation about that line; maximum excursion max|E(t) − E(t₀)|/N; "
+            "|drift|·T/σ_KE ≪ 1 means the drift is small against the natural kinetic-energy "
+            "fluctuation.",
+        ),
+        ("table", TABLE_HEADER, table_rows(report)),
+        ("h", "Energy against time"),
+    ]
     figs = report["files"]["figures"]
-    blocks.append(("img", figs[0], "Left: E_tot/N relative to its first analysed value, with the least-squares fit "
-                                   "(dotted). Right: kinetic and potential energy per atom."))
+    blocks.append(
+        (
+            "img",
+            figs[0],
+            "Left: E_tot/N relative to its first analysed value, with the least-squares fit "
+            "(dotted). Right: kinetic and potential energy per atom.",
+        )
+    )
     if report["timestep_ladder"]:
         lad = report["timestep_ladder"]
-        blocks += [("h", "Time-step ladder"),
-                   ("p", f"RMS fluctuation against dt, log-log; fitted slope {fmt(lad['loglog_slope'])} "
-                         "(velocity Verlet with smooth forces: 2)."),
-                   ("img", figs[1], "RMS fluctuation of E_tot/N about its fit against the time step; dashed: ∝ dt².")]
+        blocks += [
+            ("h", "Time-step ladder"),
+            (
+                "p",
+                f"RMS fluctuation against dt, log-log; fitted slope {fmt(lad['loglog_slope'])} "
+                "(velocity Verlet with smooth forces: 2).",
+            ),
+            ("img", figs[1], "RMS fluctuation of E_tot/N about its fit against the time step; dashed: ∝ dt²."),
+        ]
     if report["precision_ab"]:
         ab = report["precision_ab"]
-        blocks += [("h", "float64 / float32 A/B"),
-                   ("p", f"{ab['float32']} against {ab['float64']}: drift difference "
-                         f"{fmt(ab['drift_difference_meV_per_atom_ps'])} meV/atom/ps, RMS fluctuation ratio "
-                         f"{fmt(ab['rms_ratio_float32_over_float64'])}.")]
+        blocks += [
+            ("h", "float64 / float32 A/B"),
+            (
+                "p",
+                f"{ab['float32']} against {ab['float64']}: drift difference "
+                f"{fmt(ab['drift_difference_meV_per_atom_ps'])} meV/atom/ps, RMS fluctuation ratio "
+                f"{fmt(ab['rms_ratio_float32_over_float64'])}.",
+            ),
+        ]
     blocks += [("h", "Provenance"), ("pre", json.dumps(report["provenance"], indent=1, default=str))]
     return blocks
 
@@ -308,10 +469,15 @@ def validate_report(report: dict) -> list[str]:
     if lad == "absent":
         p.append("timestep_ladder must be present (null or an object)")
     elif lad is not None:
-        if not (isinstance(lad.get("timesteps_fs"), list) and isinstance(lad.get("rms_fluctuation_meV_per_atom"), list)
-                and len(lad["timesteps_fs"]) == len(lad["rms_fluctuation_meV_per_atom"])
-                and _is_num(lad.get("loglog_slope"), nullable=True)):
-            p.append("timestep_ladder needs timesteps_fs and rms_fluctuation_meV_per_atom of equal length and loglog_slope")
+        if not (
+            isinstance(lad.get("timesteps_fs"), list)
+            and isinstance(lad.get("rms_fluctuation_meV_per_atom"), list)
+            and len(lad["timesteps_fs"]) == len(lad["rms_fluctuation_meV_per_atom"])
+            and _is_num(lad.get("loglog_slope"), nullable=True)
+        ):
+            p.append(
+                "timestep_ladder needs timesteps_fs and rms_fluctuation_meV_per_atom of equal length and loglog_slope"
+            )
     ab = report.get("precision_ab", "absent")
     if ab == "absent":
         p.append("precision_ab must be present (null or an object)")
@@ -329,6 +495,10 @@ def validate_report(report: dict) -> list[str]:
     if not isinstance(files.get("figures"), list):
         p.append("files.figures must be a list of paths")
     prov = report.get("provenance")
-    if not isinstance(prov, dict) or not isinstance(prov.get("versions"), dict) or not isinstance(prov.get("runs"), list):
+    if (
+        not isinstance(prov, dict)
+        or not isinstance(prov.get("versions"), dict)
+        or not isinstance(prov.get("runs"), list)
+    ):
         p.append("provenance must hold versions (object) and runs (list)")
     return p

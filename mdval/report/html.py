@@ -4,13 +4,17 @@ A report is a list of blocks, rendered three ways:
 
 - ``("h", text)``                 a section heading;
 - ``("p", text)``                 a paragraph (plain text; HTML-escaped);
+- ``("list", [text, ...])``       a bulleted list;
 - ``("table", header, rows)``     a table; cells are strings (numbers pre-formatted);
 - ``("img", png_path, caption)``  a figure: in HTML embedded as a ``data:image/png;base64`` URI,
                                   in Markdown a relative link to the PNG;
-- ``("pre", text)``               preformatted text (provenance JSON, commands).
+- ``("pre", text)``               preformatted text (a TOML spec, commands).
 
 The HTML has inline CSS, no scripts, and no reference to any file or URL: every image is a data
-URI, so the file can be mailed or attached to a CI run and opens anywhere.
+URI, so the file can be mailed or attached to a CI run and opens anywhere. Figures are drawn at
+150 dpi (mdval/report/plots.py): a wide one (at least :data:`WIDE_ASPECT` times as wide as tall)
+spans the page, a narrower one shows at 2/3 of its pixel width (its size at 100 dpi); both stay
+sharp when the page is zoomed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ import os
 from pathlib import Path
 
 from mdval.fileio import write_text
+
+#: width/height from which a figure spans the page
+WIDE_ASPECT: float = 1.6
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -33,9 +40,10 @@ th, td { border: 1px solid #ccc; padding: .25em .55em; text-align: right; white-
 th { background: #f0f0f0; white-space: normal; vertical-align: bottom; } td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
 td.bad { color: #b00020; font-weight: 600; } td.good { color: #1b7f3b; }
-figure { display: inline-block; vertical-align: top; margin: .6em 1em .6em 0; max-width: 100%; }
-figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { font-size: .85em; color: #555; }
+figure { display: block; margin: .8em 0 1.4em 0; max-width: 100%; }
+figure img { max-width: 100%; border: 1px solid #ddd; display: block; }
+figcaption { font-size: .88em; color: #444; margin-top: .3em; max-width: 100%; }
+ul { margin: .4em 0 .8em 0; } li { margin: .25em 0; }
 pre { background: #f6f6f6; padding: .8em; font-size: .78em; overflow-x: auto; }
 """
 
@@ -45,10 +53,18 @@ def data_uri(png_path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(png_path).read_bytes()).decode("ascii")
 
 
-def _png_width(png_path) -> int:
-    """Pixel width of a PNG (from its IHDR chunk), so that a caption wraps under its figure."""
+def _png_size(png_path) -> tuple[int, int]:
+    """Pixel width and height of a PNG (from its IHDR chunk); (800, 600) for anything else."""
     head = Path(png_path).read_bytes()[:24]
-    return int.from_bytes(head[16:20], "big") if head[:8] == b"\x89PNG\r\n\x1a\n" else 800
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        return 800, 600
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def _figure_width(png_path) -> str:
+    """The CSS width of a figure: the page's for a wide one, else 2/3 of its pixels (module docstring)."""
+    width, height = _png_size(png_path)
+    return "100%" if width >= WIDE_ASPECT * height else f"{round(width * 2 / 3)}px"
 
 
 def _cell(value) -> str:
@@ -63,9 +79,13 @@ def _cell(value) -> str:
 
 def render_html(title: str, blocks: list) -> str:
     """The self-contained HTML document of ``blocks`` (see the module docstring)."""
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     for block in blocks:
         kind = block[0]
         if kind == "h":
@@ -74,18 +94,26 @@ def render_html(title: str, blocks: list) -> str:
             parts.append(f"<p>{html.escape(block[1])}</p>")
         elif kind == "pre":
             parts.append(f"<pre>{html.escape(block[1])}</pre>")
+        elif kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block[1]) + "</ul>")
         elif kind == "table":
             header, rows = block[1], block[2]
-            parts.append('<div class="tw"><table><thead><tr>' + "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-                         + "</tr></thead><tbody>")
+            parts.append(
+                '<div class="tw"><table><thead><tr>'
+                + "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+                + "</tr></thead><tbody>"
+            )
             parts += ["<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows]
             parts.append("</tbody></table></div>")
         elif kind == "img":
             path, caption = block[1], block[2]
-            parts.append(f'<figure><img alt="{html.escape(caption)}" src="{data_uri(path)}">'
-                         f'<figcaption style="max-width: {_png_width(path)}px">{html.escape(caption)}</figcaption></figure>')
+            parts.append(
+                f'<figure style="width: {_figure_width(path)}"><img alt="{html.escape(caption)}" '
+                f'src="{data_uri(path)}" style="width: 100%"><figcaption>{html.escape(caption)}</figcaption>'
+                "</figure>"
+            )
         else:
-            raise ValueError(f"unknown report block kind {kind!r}; expected h, p, pre, table or img")
+            raise ValueError(f"unknown report block kind {kind!r}; expected h, p, list, pre, table or img")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -101,6 +129,8 @@ def render_markdown(title: str, blocks: list, base_dir) -> str:
             lines += [block[1], ""]
         elif kind == "pre":
             lines += ["```", block[1], "```", ""]
+        elif kind == "list":
+            lines += [f"- {item}" for item in block[1]] + [""]
         elif kind == "table":
             header, rows = block[1], block[2]
             lines.append("| " + " | ".join(str(h) for h in header) + " |")

@@ -28,6 +28,8 @@ def path(*parts: str) -> Path:
     # mdval is installed unpacked (a wheel), so its resources are plain files: CMake, glob and
     # LAMMPS need real paths, which a zipped import could not give.
     if not isinstance(found, Path) or not found.exists():
-        raise FileNotFoundError(f"mdval's resource {'/'.join(parts)} is missing from {found}: reinstall mdval "
-                                "(`pip install .` from a clone, or `make install` inside it)")
+        raise FileNotFoundError(
+            f"mdval's resource {'/'.join(parts)} is missing from {found}: reinstall mdval "
+            "(`pip install .` from a clone, or `make install` inside it)"
+        )
     return found.resolve()

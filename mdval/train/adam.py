@@ -16,8 +16,7 @@ from torch import nn
 from mdval.train.loss import LRSchedule, compute_loss
 from mdval.train.strategy import LossWeights
 
-ADAM_DEFAULTS: dict = {"clip_grad_norm": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-                       "weight_decay": 0.0}
+ADAM_DEFAULTS: dict = {"clip_grad_norm": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
 _IGNORED = {"name"}
 
 
@@ -30,16 +29,20 @@ class AdamStrategy:
         options = dict(options or {})
         unknown = set(options) - set(ADAM_DEFAULTS) - _IGNORED
         if unknown:
-            raise ValueError(f"unknown adam option(s) {sorted(unknown)} in [optimizer]; valid: "
-                             f"name, {', '.join(ADAM_DEFAULTS)}")
+            raise ValueError(
+                f"unknown adam option(s) {sorted(unknown)} in [optimizer]; valid: name, {', '.join(ADAM_DEFAULTS)}"
+            )
         o = {**ADAM_DEFAULTS, **{k: v for k, v in options.items() if k not in _IGNORED}}
         self.options = o
         self.schedule = schedule
         self.clip = float(o["clip_grad_norm"])
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(
-            self.params, lr=schedule.start_lr, betas=(float(o["beta1"]), float(o["beta2"])),
-            eps=float(o["eps"]), weight_decay=float(o["weight_decay"]),
+            self.params,
+            lr=schedule.start_lr,
+            betas=(float(o["beta1"]), float(o["beta2"])),
+            eps=float(o["eps"]),
+            weight_decay=float(o["weight_decay"]),
         )
 
     def step(self, model: nn.Module, batch, weights: LossWeights, step: int) -> dict[str, float]:
@@ -60,6 +63,8 @@ class AdamStrategy:
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("name", self.name) != self.name:
-            raise ValueError(f"checkpoint optimizer state is {state['name']!r}, not {self.name!r}; "
-                             "resume with the optimizer the run was started with")
+            raise ValueError(
+                f"checkpoint optimizer state is {state['name']!r}, not {self.name!r}; "
+                "resume with the optimizer the run was started with"
+            )
         self.optimizer.load_state_dict(state["optimizer"])

@@ -50,11 +50,14 @@ def load_checkpoint(path) -> dict:
     """The checkpoint at ``path`` (``weights_only=True``); clear errors for missing/bad files."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}; checkpoints are in "
-                                "runs/NAME/checkpoints/ (last.pt, best.pt)")
+        raise FileNotFoundError(
+            f"checkpoint not found: {path}; checkpoints are in runs/NAME/checkpoints/ (last.pt, best.pt)"
+        )
     if _torchscript_archive(path):
-        raise ValueError(f"{path} is not a readable mdval checkpoint (it is an exported TorchScript model; "
-                         "give a checkpoint, runs/NAME/checkpoints/best.pt)")
+        raise ValueError(
+            f"{path} is not a readable mdval checkpoint (it is an exported TorchScript model; "
+            "give a checkpoint, runs/NAME/checkpoints/best.pt)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several kinds, with paragraphs of advice
@@ -81,8 +84,10 @@ def load_for_resume(ckpt_dir, log=print) -> dict:
     ckpt_dir = Path(ckpt_dir)
     last, best, run_dir = ckpt_dir / "last.pt", ckpt_dir / "best.pt", ckpt_dir.parent
     if not last.exists() and not best.exists():
-        raise FileNotFoundError(f"nothing to resume in {run_dir}: {last} does not exist; train without "
-                                "--resume to start the run (or check run.name and run.dir)")
+        raise FileNotFoundError(
+            f"nothing to resume in {run_dir}: {last} does not exist; train without "
+            "--resume to start the run (or check run.name and run.dir)"
+        )
     try:
         return load_checkpoint(last)
     except FileNotFoundError:
@@ -92,9 +97,13 @@ def load_for_resume(ckpt_dir, log=print) -> dict:
     try:
         state = load_checkpoint(best)
     except (ValueError, FileNotFoundError):
-        raise ValueError(f"cannot resume {run_dir}: {problem}, and {best} is missing or unreadable too; "
-                         f"move the run aside (mv {run_dir} {run_dir}.damaged) and train again without "
-                         "--resume") from None
-    log(f"warning: {problem}; resuming from {best} (epoch {state['epoch']}, step {state['step']}), "
-        "the steps after it are done again")
+        raise ValueError(
+            f"cannot resume {run_dir}: {problem}, and {best} is missing or unreadable too; "
+            f"move the run aside (mv {run_dir} {run_dir}.damaged) and train again without "
+            "--resume"
+        ) from None
+    log(
+        f"warning: {problem}; resuming from {best} (epoch {state['epoch']}, step {state['step']}), "
+        "the steps after it are done again"
+    )
     return state

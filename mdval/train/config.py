@@ -105,17 +105,25 @@ _FLAG = Rule("flag", example=True)
 #: config is checked against this one table (optimizer keys only where given, since each
 #: optimizer has its own); [model] options are checked by mdval.nn.build.OPTION_RULES.
 RULES: dict[str, Rule] = {
-    "run.name": _text("cu_tanh"), "run.dir": _text("runs"), "run.seed": _whole(0, 0),
+    "run.name": _text("cu_tanh"),
+    "run.dir": _text("runs"),
+    "run.seed": _whole(0, 0),
     "data.train": Rule("texts", optional=True, example=["data/cu_emt.xyz"]),
     "data.test": Rule("texts", optional=True, example=["data/cu_test.xyz"]),
-    "data.format": _text("extxyz"), "data.name": _text("cu_emt"), "data.split_seed": _whole(0, 0),
+    "data.format": _text("extxyz"),
+    "data.name": _text("cu_emt"),
+    "data.split_seed": _whole(0, 0),
     "data.stat_frames": _whole(1, 100, "frames"),
-    "loss.start_pref_e": _non_negative(0.02), "loss.limit_pref_e": _non_negative(1.0),
-    "loss.start_pref_f": _non_negative(1000.0), "loss.limit_pref_f": _non_negative(1.0),
-    "loss.start_pref_v": _non_negative(0.0), "loss.limit_pref_v": _non_negative(0.0),
+    "loss.start_pref_e": _non_negative(0.02),
+    "loss.limit_pref_e": _non_negative(1.0),
+    "loss.start_pref_f": _non_negative(1000.0),
+    "loss.limit_pref_f": _non_negative(1.0),
+    "loss.start_pref_v": _non_negative(0.0),
+    "loss.limit_pref_v": _non_negative(0.0),
     "loss.label_scale": _positive(1.0, "a power of ten; 1 = off"),
     "loss.slope_recovery": _non_negative(0.0, "0 = off"),
-    "learning_rate.start_lr": _positive(1e-3), "learning_rate.stop_lr": _positive(1e-6),
+    "learning_rate.start_lr": _positive(1e-3),
+    "learning_rate.stop_lr": _positive(1e-6),
     "learning_rate.decay_steps": _whole(1, 1, "steps"),
     "learning_rate.stop_steps": _whole(0, 0, "steps; 0 = epochs x batches per epoch"),
     "optimizer.name": Rule("text", example="adam"),
@@ -123,27 +131,37 @@ RULES: dict[str, Rule] = {
     "optimizer.clip_grad_norm": _non_negative(10.0, "0 = no clipping"),
     "optimizer.beta1": Rule("number", 0, 1, open_high=True, example=0.9),
     "optimizer.beta2": Rule("number", 0, 1, open_high=True, example=0.999),
-    "optimizer.eps": _positive(1e-8), "optimizer.weight_decay": _non_negative(0.0),
+    "optimizer.eps": _positive(1e-8),
+    "optimizer.weight_decay": _non_negative(0.0),
     # Kalman filters (mdval.train.kalman)
-    "optimizer.p0": _positive(1.0), "optimizer.epsilon": _positive(1e-3, "P0 = I/epsilon"),
+    "optimizer.p0": _positive(1.0),
+    "optimizer.epsilon": _positive(1e-3, "P0 = I/epsilon"),
     "optimizer.eta": _positive(1.0),
     "optimizer.lambda0": Rule("number", 0, 1, open_low=True, note="1 = no forgetting", example=0.98),
     "optimizer.nu": Rule("number", 0, 1, open_low=True, example=0.9987),
-    "optimizer.q0": _non_negative(0.0), "optimizer.q_min": _non_negative(0.0),
-    "optimizer.q_tau": Rule("number", 0, open_low=True, note="updates; inf = constant", example=1000.0,
-                            finite=False),
+    "optimizer.q0": _non_negative(0.0),
+    "optimizer.q_min": _non_negative(0.0),
+    "optimizer.q_tau": Rule("number", 0, open_low=True, note="updates; inf = constant", example=1000.0, finite=False),
     "optimizer.block_size": _whole(1, 5120, "parameters"),
     "optimizer.force_group_size": _whole(1, 6, "atoms"),
-    "optimizer.force_components": _whole(1, 10), "optimizer.n_force_updates": _whole(0, 4),
-    "optimizer.energy_prefactor": _non_negative(1.0), "optimizer.force_prefactor": _non_negative(1.0),
-    "optimizer.max_params": _whole(1, 12000), "optimizer.seed": _whole(0, 0),
-    "optimizer.measurement": _text("vector"), "optimizer.p_dtype": _text("float64"), "optimizer.verbose": _FLAG,
-    "training.epochs": _whole(1, 100), "training.batch_size": _whole(1, 1, "frames"),
+    "optimizer.force_components": _whole(1, 10),
+    "optimizer.n_force_updates": _whole(0, 4),
+    "optimizer.energy_prefactor": _non_negative(1.0),
+    "optimizer.force_prefactor": _non_negative(1.0),
+    "optimizer.max_params": _whole(1, 12000),
+    "optimizer.seed": _whole(0, 0),
+    "optimizer.measurement": _text("vector"),
+    "optimizer.p_dtype": _text("float64"),
+    "optimizer.verbose": _FLAG,
+    "training.epochs": _whole(1, 100),
+    "training.batch_size": _whole(1, 1, "frames"),
     "training.max_time_min": _non_negative(15.0, "minutes; 0 = no time limit"),
     "training.checkpoint_every": _whole(0, 200, "steps; 0 = at the end of each epoch only"),
     "training.early_stopping_patience": _whole(0, 0, "epochs; 0 = off"),
-    "training.progress": _FLAG, "training.val_batch_size": _whole(1, 8, "frames"),
-    "training.schedule_by_time": _FLAG, "training.refit_energy_shift": _FLAG,
+    "training.progress": _FLAG,
+    "training.val_batch_size": _whole(1, 8, "frames"),
+    "training.schedule_by_time": _FLAG,
+    "training.refit_energy_shift": _FLAG,
     "training.readout_refit": _FLAG,
     "training.readout_ridge": _non_negative(1e-4, "eV²/atom per unit weight²"),
 }
@@ -153,9 +171,7 @@ def _merge(defaults: dict, given: dict, where: str) -> dict:
     out = copy.deepcopy(defaults)
     for section, table in given.items():
         if section not in defaults:
-            raise ValueError(
-                f"{where}: unknown section [{section}]; valid sections: {', '.join(defaults)}"
-            )
+            raise ValueError(f"{where}: unknown section [{section}]; valid sections: {', '.join(defaults)}")
         if not isinstance(table, dict):
             raise ValueError(f"{where}: [{section}] must be a table, got {table!r}")
         for key, value in table.items():
@@ -188,8 +204,9 @@ def load_config(path, overrides: list[str] | None = None) -> dict:
     """The checked config of ``path`` with ``overrides`` applied; adds ``_path`` and ``_root``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}; give the path to a TOML file "
-                                "(examples in models/configs/)")
+        raise FileNotFoundError(
+            f"config file not found: {path}; give the path to a TOML file (examples in models/configs/)"
+        )
     try:
         given = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
@@ -217,8 +234,10 @@ def check_config(cfg: dict, where: str = "config", overridden=frozenset()) -> No
 
     data = cfg["data"]
     if not data["train"] and not data["generate"]:
-        raise ValueError(f"{where}: data.train is missing; give a data file (extxyz, mlearn JSON, "
-                         "DeePMD folder, ...) or a [data.generate] table")
+        raise ValueError(
+            f"{where}: data.train is missing; give a data file (extxyz, mlearn JSON, "
+            "DeePMD folder, ...) or a [data.generate] table"
+        )
     for key in ("train", "test"):
         if isinstance(data[key], str):
             data[key] = [data[key]]
@@ -232,17 +251,20 @@ def check_config(cfg: dict, where: str = "config", overridden=frozenset()) -> No
             _check_key(name, cfg[section][key], rule, where, name in overridden)
     _check_fractions(data["fractions"], where, "data.fractions" in overridden)
     if data["generate"] is not None and not isinstance(data["generate"], dict):
-        raise ValueError(f"{where}: data.generate must be a table, got {shown(data['generate'])}; e.g. "
-                         "generate = { reference = \"emt\", element = \"Cu\", n_frames = 600 }")
-    if "activation" in model:
-        from mdval.nn import canonical_spec
+        raise ValueError(
+            f"{where}: data.generate must be a table, got {shown(data['generate'])}; e.g. "
+            'generate = { reference = "emt", element = "Cu", n_frames = 600 }'
+        )
+    from mdval.nn import resolve_activations
 
-        canonical_spec(model["activation"])  # raises ValueError with the valid names
+    resolve_activations(model, ("embedding", "fitting"))  # a bad spec raises ValueError with the valid names
     tr = cfg["training"]
     if tr["readout_refit"] and (cfg["loss"]["start_pref_v"] > 0 or cfg["loss"]["limit_pref_v"] > 0):
-        raise ValueError(f"{where}: training.readout_refit fits energies and forces only, but the loss has a "
-                         "virial term (loss.start_pref_v / limit_pref_v > 0); set readout_refit = false or "
-                         "drop the virial term")
+        raise ValueError(
+            f"{where}: training.readout_refit fits energies and forces only, but the loss has a "
+            "virial term (loss.start_pref_v / limit_pref_v > 0); set readout_refit = false or "
+            "drop the virial term"
+        )
     name = cfg["optimizer"]["name"].lower()
     from mdval.train.optimizers import OPTIMIZER_NAMES
 
@@ -263,12 +285,18 @@ def _check_key(name: str, value, rule: Rule, where: str, from_cli: bool) -> None
 
 def _check_fractions(fractions, where: str, from_cli: bool) -> None:
     """data.fractions: (train, validation, test), each in [0, 1], summing to 1, train > 0."""
-    if (Rule("numbers", 0, 1).accepts(fractions) and len(fractions) == 3 and fractions[0] > 0
-            and math.isclose(sum(fractions), 1.0, abs_tol=1e-9)):
+    if (
+        Rule("numbers", 0, 1).accepts(fractions)
+        and len(fractions) == 3
+        and fractions[0] > 0
+        and math.isclose(sum(fractions), 1.0, abs_tol=1e-9)
+    ):
         return
     fix = "--set data.fractions=[0.8,0.1,0.1]" if from_cli else "fractions = [0.8, 0.1, 0.1]"
-    raise ValueError(f"{'' if from_cli else where + ': '}data.fractions must be three numbers in [0, 1] "
-                     f"(train > 0, validation, test) summing to 1, got {shown(fractions)}; e.g. {fix}")
+    raise ValueError(
+        f"{'' if from_cli else where + ': '}data.fractions must be three numbers in [0, 1] "
+        f"(train > 0, validation, test) summing to 1, got {shown(fractions)}; e.g. {fix}"
+    )
 
 
 #: Keys that ``--resume`` may change: how long the run goes on, how often it checkpoints and
@@ -276,11 +304,22 @@ def _check_fractions(fractions, where: str, from_cli: bool) -> None:
 #: and learning-rate plan, the optimizer, the batch size, the seeds) would give the saved state
 #: another meaning, so a resumed run would no longer continue the one it claims to.
 RESUME_MAY_CHANGE: tuple[str, ...] = (
-    "training.epochs", "training.max_time_min", "training.early_stopping_patience",
-    "training.checkpoint_every", "training.readout_refit", "training.readout_ridge",
-    "training.val_batch_size", "training.progress", "optimizer.verbose",
-    "run.name", "run.dir", "data.name", "data.format", "data.generate",
-    "data.train", "data.test",  # files: compared by their content (sha256), not by path
+    "training.epochs",
+    "training.max_time_min",
+    "training.early_stopping_patience",
+    "training.checkpoint_every",
+    "training.readout_refit",
+    "training.readout_ridge",
+    "training.val_batch_size",
+    "training.progress",
+    "optimizer.verbose",
+    "run.name",
+    "run.dir",
+    "data.name",
+    "data.format",
+    "data.generate",
+    "data.train",
+    "data.test",  # files: compared by their content (sha256), not by path
 )
 
 
@@ -306,27 +345,38 @@ def resume_changes(stored: dict, cfg: dict) -> list[tuple[str, object, object]]:
 
 def changed_keys(prefix: str, stored: dict, given: dict) -> list[tuple[str, object, object]]:
     """(prefix.key, stored, given) for each key whose value differs between two dicts."""
-    return [(f"{prefix}.{key}", stored.get(key), given.get(key))
-            for key in sorted(set(stored) | set(given)) if stored.get(key) != given.get(key)]
+    return [
+        (f"{prefix}.{key}", stored.get(key), given.get(key))
+        for key in sorted(set(stored) | set(given))
+        if stored.get(key) != given.get(key)
+    ]
 
 
 def resume_refusal(run_dir, changes: list[tuple[str, object, object]]) -> str:
     """The one-line refusal of a ``--resume`` whose config changed what the checkpoint means."""
+
     def text(value):
         return "(not set)" if value is None else toml_text(value)
 
     found = "; ".join(f"{name} was {text(old)}, now {text(new)}" for name, old, new in changes)
-    restore = " ".join(f"--set {name}={toml_text(old, compact=True)}" if old is not None else f"remove {name}"
-                       for name, old, _ in changes)
-    return (f"cannot resume {run_dir}: {found}; put it back ({restore}) or start a new run (another "
-            f"run.name or run.dir); --resume may change only {resume_may_change_text()}")
+    restore = " ".join(
+        f"--set {name}={toml_text(old, compact=True)}" if old is not None else f"remove {name}"
+        for name, old, _ in changes
+    )
+    return (
+        f"cannot resume {run_dir}: {found}; put it back ({restore}) or start a new run (another "
+        f"run.name or run.dir); --resume may change only {resume_may_change_text()}"
+    )
 
 
 def resume_may_change_text() -> str:
     """What ``--resume`` lets change, in words (for the refusal and ``mdval train --help``)."""
     training = [name.split(".")[1] for name in RESUME_MAY_CHANGE if name.startswith("training.")]
-    others = [name for name in RESUME_MAY_CHANGE if name.split(".")[0] in ("optimizer", "data")
-              and name not in ("data.train", "data.test")]
+    others = [
+        name
+        for name in RESUME_MAY_CHANGE
+        if name.split(".")[0] in ("optimizer", "data") and name not in ("data.train", "data.test")
+    ]
     return f"training.{', '.join(training)}, {', '.join(others)} and the data files' paths"
 
 

@@ -56,9 +56,16 @@ def model_parameters(model) -> list[torch.Tensor]:
 def frame_losses(model, batch, energy_weight: float = 1.0, force_weight: float = 1.0) -> torch.Tensor:
     """ℓ_n for every frame of ``batch`` ([n_frames], differentiable w.r.t. the parameters)."""
     pred = energy_forces_virial(
-        model, batch.species, batch.edge_index, batch.edge_vectors, batch.n_local,
-        frame_index=batch.frame_index, n_frames=batch.n_frames, forces=force_weight != 0,
-        virial=False, create_graph=force_weight != 0,
+        model,
+        batch.species,
+        batch.edge_index,
+        batch.edge_vectors,
+        batch.n_local,
+        frame_index=batch.frame_index,
+        n_frames=batch.n_frames,
+        forces=force_weight != 0,
+        virial=False,
+        create_graph=force_weight != 0,
     )
     nat = batch.n_atoms_per_frame.to(pred["energy"].dtype)
     loss = energy_weight * (pred["energy"] - batch.energy).abs() / nat
@@ -69,8 +76,9 @@ def frame_losses(model, batch, energy_weight: float = 1.0, force_weight: float =
     return loss
 
 
-def per_sample_gradients(model, batches, energy_weight: float = 1.0, force_weight: float = 1.0,
-                         progress: bool = False) -> torch.Tensor:
+def per_sample_gradients(
+    model, batches, energy_weight: float = 1.0, force_weight: float = 1.0, progress: bool = False
+) -> torch.Tensor:
     """G [N, n_params] (float64): row n is ∇_w ℓ_n for the n-th frame over ``batches``."""
     params = model_parameters(model)
     rows = []
@@ -82,12 +90,15 @@ def per_sample_gradients(model, batches, energy_weight: float = 1.0, force_weigh
     for batch in iterable:
         losses = frame_losses(model, batch, energy_weight, force_weight)
         for k in range(batch.n_frames):
-            grads = torch.autograd.grad(losses[k], params, retain_graph=k + 1 < batch.n_frames,
-                                        allow_unused=True)
-            rows.append(torch.cat([
-                (g if g is not None else torch.zeros_like(p)).reshape(-1).to(torch.float64)
-                for g, p in zip(grads, params)
-            ]))
+            grads = torch.autograd.grad(losses[k], params, retain_graph=k + 1 < batch.n_frames, allow_unused=True)
+            rows.append(
+                torch.cat(
+                    [
+                        (g if g is not None else torch.zeros_like(p)).reshape(-1).to(torch.float64)
+                        for g, p in zip(grads, params)
+                    ]
+                )
+            )
     if not rows:
         raise ValueError("fisher: no frames")
     return torch.stack(rows)
@@ -106,8 +117,9 @@ def spectrum_from_gradients(G: torch.Tensor) -> np.ndarray:
     return np.concatenate([eig, np.zeros(max(n - N, 0))])
 
 
-def fisher_spectrum(model, batches, energy_weight: float = 1.0, force_weight: float = 1.0,
-                    progress: bool = False) -> tuple[np.ndarray, int]:
+def fisher_spectrum(
+    model, batches, energy_weight: float = 1.0, force_weight: float = 1.0, progress: bool = False
+) -> tuple[np.ndarray, int]:
     """(eigenvalues of F, descending, length n_params; number of frames N)."""
     G = per_sample_gradients(model, batches, energy_weight, force_weight, progress=progress)
     return spectrum_from_gradients(G), int(G.shape[0])
@@ -148,13 +160,21 @@ def plot_spectrum(eigenvalues: np.ndarray, summary: dict, path, title: str = "")
     nonzero = eig[eig > summary["near_zero_threshold"]]
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     if nonzero.size:
-        ax.hist(np.log10(nonzero), bins=min(60, max(10, nonzero.size // 4)), color="tab:blue",
-                alpha=0.85, edgecolor="white", linewidth=0.4)
+        ax.hist(
+            np.log10(nonzero),
+            bins=min(60, max(10, nonzero.size // 4)),
+            color="tab:blue",
+            alpha=0.85,
+            edgecolor="white",
+            linewidth=0.4,
+        )
     ax.set_xlabel(r"$\log_{10}$ eigenvalue of the empirical Fisher matrix (L1 loss)")
     ax.set_ylabel("count")
-    text = (f"{summary['n_params']} parameters, {summary['n_samples']} frames; rank {summary['rank']}, "
-            f"{100 * summary['fraction_near_zero']:.1f}% near zero (not shown); "
-            f"trace {summary['trace']:.3g}, largest {summary['largest']:.3g}")
+    text = (
+        f"{summary['n_params']} parameters, {summary['n_samples']} frames; rank {summary['rank']}, "
+        f"{100 * summary['fraction_near_zero']:.1f}% near zero (not shown); "
+        f"trace {summary['trace']:.3g}, largest {summary['largest']:.3g}"
+    )
     ax.set_title(f"{title or 'Fisher information spectrum'}\n{text}", fontsize=8)
     fig.tight_layout()
     path = Path(path)
@@ -164,15 +184,29 @@ def plot_spectrum(eigenvalues: np.ndarray, summary: dict, path, title: str = "")
     return path
 
 
-def fisher_report(model, batches, out_prefix, *, energy_weight: float = 1.0,
-                  force_weight: float = 1.0, title: str = "", extra: dict | None = None,
-                  progress: bool = False) -> dict:
+def fisher_report(
+    model,
+    batches,
+    out_prefix,
+    *,
+    energy_weight: float = 1.0,
+    force_weight: float = 1.0,
+    title: str = "",
+    extra: dict | None = None,
+    progress: bool = False,
+) -> dict:
     """Compute the spectrum, write ``<out_prefix>.png`` and ``<out_prefix>.json``; return the
     summary (with the file names)."""
     eig, n = fisher_spectrum(model, batches, energy_weight, force_weight, progress=progress)
     summary = spectrum_summary(eig, n)
-    summary.update({"loss": "L1: w_E |dE|/N_atoms + w_F mean |dF_component|",
-                    "energy_weight": energy_weight, "force_weight": force_weight, **(extra or {})})
+    summary.update(
+        {
+            "loss": "L1: w_E |dE|/N_atoms + w_F mean |dF_component|",
+            "energy_weight": energy_weight,
+            "force_weight": force_weight,
+            **(extra or {}),
+        }
+    )
     prefix = Path(out_prefix)
     png = plot_spectrum(eig, summary, prefix.with_name(prefix.name + ".png"), title)
     js = prefix.with_name(prefix.name + ".json")

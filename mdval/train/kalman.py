@@ -2,26 +2,14 @@
 
 Both implement the :class:`mdval.train.strategy.Strategy` protocol. The trainer's registry calls
 :func:`make_kalman_strategy` with ``optimizer = "ekf" | "rlekf"`` and the ``[optimizer]`` TOML
-table as ``options``.
+table as ``options``. This module turns batches into measurements and adds the filters'
+increments to the weights; the filters themselves (the update of w and P, dense for EKF,
+block-diagonal for RLEKF) are in mdval/train/kalman_filters.py.
 
-The filter
-==========
-State: the flattened trainable parameters w ∈ R^n (``model.parameters()``, which deduplicates
-shared TAAFS coefficients, in that fixed order) and their error covariance P. A measurement is m
-predicted scalars h(w) ∈ R^m (energies per atom, force components) with labels y; its Jacobian
-is Hᵀ = ∂h/∂w (H is n×m) and the error (innovation) is e = y - h(w). With measurement noise
-R = I/η, forgetting factor λ and process noise Q = q·I, one update is::
-
-    S = λ R + Hᵀ P H                     (m×m)
-    K = P H S⁻¹                          (n×m, the Kalman gain)
-    w ← w + K e
-    P ← (P - K Hᵀ P) / λ + Q
-
-With λ = 1 and Q = 0 this is recursive least squares: after measurements (H_t, e_t) the weights
-are the exact minimiser of η Σ_t |y_t - H_tᵀ w|² + |w - w₀|²_{P₀⁻¹} for a linear model. The
-forgetting factor follows λ ← ν λ + 1 - ν after every update (λ₀ = 0.98, ν = 0.9987 in RLEKF).
-Numerically (global filter): S = L Lᵀ (Cholesky), V = P H L⁻ᵀ, w ← w + V (L⁻¹ e) and
-P ← (P - V Vᵀ)/λ in one fused in-place ``addmm_`` (symmetrised every 64 updates).
+The state w ∈ R^n is the flattened trainable parameters (``model.parameters()``, which
+deduplicates shared TAAFS coefficients, in that fixed order); weights are updated under
+``no_grad``. A measurement is predicted scalars h(w) with labels y, its Jacobian Hᵀ = ∂h/∂w and
+its error e = y - h(w).
 
 Scalar measurements and the sign trick (RLEKF, as in PWMLFF/DeePMD-kit's ``KFOptimizerWrapper``)
 --------------------------------------------------------------------------------------------------
@@ -35,9 +23,6 @@ measurement of Σ s_i ŷ_i, so the update always moves each prediction towards i
    replacement from the batch's atoms that have force labels (a fresh forward pass for each,
    since the weights changed); ŷ = their 3·group force components.
 
-Unlike PWMLFF/DeePMD-kit, whose block loop adds λ once per block to the denominator, we use
-S = λR + Σ_b H_bᵀ P_b H_b, so a single block is exactly the global filter.
-
 EKF (global, Shao et al. Algorithm 2; ``measurement = "vector"``, the default) uses vector
 measurements: one update on the per-atom energies of all frames of the batch (m = n_frames,
 "one energy label per update" with batch_size = 1), then ``n_force_updates`` updates on
@@ -45,16 +30,8 @@ measurements: one update on the per-atom energies of all frames of the batch (m 
 update"). H is built with one backward pass per component. With ``measurement = "scalar"`` the
 EKF uses RLEKF's scalar schedule above (used to check RLEKF against the global filter).
 
-RLEKF: block-diagonal P
------------------------
-Parameters are flattened in order; consecutive small tensors are gathered into one block while
-the block stays ≤ ``block_size``; a tensor larger than ``block_size`` is split into chunks of
-``block_size`` (plus a remainder). The blocks share the scalar denominator S above; each block
-updates K_b = P_b H_b, w_b ← w_b + K_b e / S, P_b ← (P_b - K_b K_bᵀ / S)/λ. Blocks of equal
-size are stored batched in one tensor [k, s, s] (no padding) and updated with ``bmm``; so the
-memory is exactly Σ_b s_b² × bytes (what :attr:`RLEKF.memory_bytes` reports and what is printed
-before training starts), and there is one batched update per distinct block size, not a Python
-loop over blocks. Weights are updated under ``no_grad``.
+RLEKF's block-diagonal P takes Σ_b s_b² × bytes (:attr:`RLEKF.memory_bytes`, printed before
+training starts).
 
 Loss weights, label scale, LAAF
 -------------------------------
@@ -101,11 +78,22 @@ import torch
 from torch import nn
 
 from mdval.nn.forces import energy_forces_virial
+from mdval.train.kalman_filters import BlockKalmanFilter, GlobalKalmanFilter, block_layout
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 _COMMON = {
-    "p0", "epsilon", "eta", "lambda0", "nu", "force_group_size", "n_force_updates",
-    "energy_prefactor", "force_prefactor", "p_dtype", "seed", "verbose",
+    "p0",
+    "epsilon",
+    "eta",
+    "lambda0",
+    "nu",
+    "force_group_size",
+    "n_force_updates",
+    "energy_prefactor",
+    "force_prefactor",
+    "p_dtype",
+    "seed",
+    "verbose",
 }
 _EKF_ONLY = {"q0", "q_tau", "q_min", "force_components", "measurement", "max_params"}
 _RLEKF_ONLY = {"block_size"}
@@ -132,171 +120,14 @@ def add_to_parameters(params, delta: torch.Tensor) -> None:
     with torch.no_grad():
         for p in params:
             n = p.numel()
-            p.add_(delta[offset:offset + n].view_as(p).to(p.dtype))
+            p.add_(delta[offset : offset + n].view_as(p).to(p.dtype))
             offset += n
 
 
 def flat_grad(scalar: torch.Tensor, params, retain_graph: bool = False) -> torch.Tensor:
     """∂scalar/∂w as one flat vector (zeros for parameters it does not depend on)."""
     grads = torch.autograd.grad(scalar, params, retain_graph=retain_graph, allow_unused=True)
-    return torch.cat([
-        (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)
-    ])
-
-
-# ------------------------------------------------------------------------------------------
-# the filters on a flat parameter vector (no model, no data: tested on least squares)
-
-
-class GlobalKalmanFilter:
-    """Dense P (n×n). ``update(H, e)`` returns the weight increment K e (see module doc)."""
-
-    def __init__(self, n: int, *, p0: float = 1.0, eta: float = 1.0, lambda0: float = 1.0,
-                 nu: float = 1.0, q0: float = 0.0, q_tau: float = math.inf, q_min: float = 0.0,
-                 dtype: torch.dtype = torch.float64):
-        self.n, self.eta, self.nu = n, float(eta), float(nu)
-        self.q0, self.q_tau, self.q_min = float(q0), float(q_tau), float(q_min)
-        self.P = torch.eye(n, dtype=dtype) * float(p0)
-        self.lam = float(lambda0)
-        self.n_updates = 0
-
-    @property
-    def memory_bytes(self) -> int:
-        return self.n * self.n * torch.empty((), dtype=self.P.dtype).element_size()
-
-    def process_noise(self) -> float:
-        if self.q0 == 0.0 and self.q_min == 0.0:
-            return 0.0
-        return max(self.q0 * math.exp(-self.n_updates / self.q_tau), self.q_min)
-
-    def update(self, H: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """H [n, m] (or [n]), e [m] (or scalar) -> weight increment [n] (float64)."""
-        # P follows the model's device (cuda training): it starts on the CPU, moves on first use
-        if self.P.device != H.device:
-            self.P = self.P.to(H.device)
-        H = H.reshape(self.n, -1).to(self.P.dtype)
-        e = torch.as_tensor(e, dtype=self.P.dtype, device=H.device).reshape(-1)
-        m = H.shape[1]
-        PH = self.P @ H  # [n, m]
-        S = (self.lam / self.eta) * torch.eye(m, dtype=H.dtype, device=H.device) + H.T @ PH
-        # S = L Lᵀ, V = P H L⁻ᵀ: K = P H S⁻¹ = V L⁻¹ and K Hᵀ P = V Vᵀ (symmetric by form)
-        L = torch.linalg.cholesky(S)
-        V = torch.linalg.solve_triangular(L, PH.T, upper=False).T  # [n, m]
-        delta = V @ torch.linalg.solve_triangular(L, e.unsqueeze(1), upper=False).squeeze(1)
-        # P ← (P - V Vᵀ) / λ in one fused, in-place pass
-        self.P.addmm_(V, V.T, beta=1.0 / self.lam, alpha=-1.0 / self.lam)
-        if (self.n_updates + 1) % 64 == 0:  # remove round-off asymmetry now and then
-            self.P.copy_(0.5 * (self.P + self.P.T))
-        q = self.process_noise()
-        if q:
-            self.P.diagonal().add_(q)
-        self.lam = self.nu * self.lam + 1.0 - self.nu
-        self.n_updates += 1
-        return delta.to(torch.float64)
-
-    def state_dict(self) -> dict:
-        return {"P": self.P.clone(), "lambda": self.lam, "n_updates": self.n_updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        if tuple(state["P"].shape) != tuple(self.P.shape):
-            raise ValueError(f"EKF checkpoint has P of shape {tuple(state['P'].shape)}, "
-                             f"the model needs {tuple(self.P.shape)}")
-        self.P = state["P"].to(self.P.dtype).clone()
-        self.lam = float(state["lambda"])
-        self.n_updates = int(state["n_updates"])
-
-
-def block_layout(sizes: list[int], block_size: int) -> list[tuple[int, int]]:
-    """(start, length) of the blocks for parameter tensors of ``sizes`` flattened in order:
-    small tensors are gathered while the block stays ≤ block_size, large ones split."""
-    if block_size < 1:
-        raise ValueError(f"block_size must be >= 1, got {block_size}")
-    blocks: list[tuple[int, int]] = []
-    start, length, offset = 0, 0, 0
-    for s in sizes:
-        if length and length + s > block_size:
-            blocks.append((start, length))
-            start, length = offset, 0
-        if s > block_size:
-            for k in range(0, s, block_size):
-                blocks.append((offset + k, min(block_size, s - k)))
-            start, length = offset + s, 0
-        else:
-            length += s
-        offset += s
-    if length:
-        blocks.append((start, length))
-    return blocks
-
-
-class BlockKalmanFilter:
-    """Block-diagonal P, blocks of equal size stored batched as [k, s, s] (no padding).
-
-    ``update(h, e)`` takes the flat gradient h = ∂h/∂w [n] of one scalar measurement and its
-    error e, and returns the weight increment (see module doc: one shared denominator
-    S = λR + Σ_b h_bᵀ P_b h_b, K_b = P_b h_b, Δw_b = K_b e / S, P_b ← (P_b - K_b K_bᵀ/S)/λ).
-    """
-
-    def __init__(self, n: int, blocks: list[tuple[int, int]], *, p0: float = 1.0,
-                 eta: float = 1.0, lambda0: float = 0.98, nu: float = 0.9987,
-                 dtype: torch.dtype = torch.float64):
-        self.n, self.blocks, self.eta, self.nu = n, list(blocks), float(eta), float(nu)
-        self.dtype = dtype
-        self.lam = float(lambda0)
-        self.n_updates = 0
-        groups: dict[int, list[int]] = {}
-        for start, length in self.blocks:
-            groups.setdefault(length, []).append(start)
-        self.group_sizes = sorted(groups)
-        #: index [k, s] into the flat vector, per block size
-        self.index = [
-            (torch.tensor(groups[s], dtype=torch.long)[:, None] + torch.arange(s)[None, :])
-            for s in self.group_sizes
-        ]
-        self.P = [torch.eye(s, dtype=dtype).repeat(len(groups[s]), 1, 1) * float(p0)
-                  for s in self.group_sizes]
-
-    @property
-    def block_sizes(self) -> list[int]:
-        return [length for _, length in self.blocks]
-
-    @property
-    def memory_bytes(self) -> int:
-        """Σ_b s_b² × bytes per element, from the layout (equals the stored P's bytes)."""
-        return sum(s * s for s in self.block_sizes) * torch.empty((), dtype=self.dtype).element_size()
-
-    def update(self, h: torch.Tensor, e: float | torch.Tensor) -> torch.Tensor:
-        h = h.reshape(-1).to(self.dtype)
-        if self.P[0].device != h.device:  # P and the index follow the model's device (cuda training)
-            self.P = [P.to(h.device) for P in self.P]
-            self.index = [idx.to(h.device) for idx in self.index]
-        e = float(e)
-        Hs = [h[idx] for idx in self.index]  # [k, s]
-        Ks = [torch.bmm(P, H.unsqueeze(2)).squeeze(2) for P, H in zip(self.P, Hs)]  # P_b h_b
-        hph = sum((H * K).sum() for H, K in zip(Hs, Ks))
-        S = self.lam / self.eta + hph
-        delta = torch.zeros(self.n, dtype=torch.float64, device=h.device)
-        for idx, P, K in zip(self.index, self.P, Ks):
-            delta[idx.reshape(-1)] = (K * (e / S)).reshape(-1).to(torch.float64)
-            # P ← (P - K Kᵀ / S) / λ in one fused, in-place pass over P
-            P.baddbmm_(K.unsqueeze(2), K.unsqueeze(1), beta=1.0 / self.lam,
-                       alpha=-1.0 / (float(S) * self.lam))
-        self.lam = self.nu * self.lam + 1.0 - self.nu
-        self.n_updates += 1
-        return delta
-
-    def state_dict(self) -> dict:
-        return {"P": [P.clone() for P in self.P], "block_sizes": self.block_sizes,
-                "lambda": self.lam, "n_updates": self.n_updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        if list(state["block_sizes"]) != self.block_sizes:
-            raise ValueError("RLEKF checkpoint has another block layout "
-                             f"({len(state['block_sizes'])} blocks) than the model "
-                             f"({len(self.blocks)} blocks); same model and block_size needed")
-        self.P = [P.to(self.dtype).clone() for P in state["P"]]
-        self.lam = float(state["lambda"])
-        self.n_updates = int(state["n_updates"])
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
 
 
 # ------------------------------------------------------------------------------------------
@@ -305,8 +136,15 @@ class BlockKalmanFilter:
 
 def _predict(model, batch, forces: bool):
     return energy_forces_virial(
-        model, batch.species, batch.edge_index, batch.edge_vectors, batch.n_local,
-        frame_index=batch.frame_index, n_frames=batch.n_frames, forces=forces, virial=False,
+        model,
+        batch.species,
+        batch.edge_index,
+        batch.edge_vectors,
+        batch.n_local,
+        frame_index=batch.frame_index,
+        n_frames=batch.n_frames,
+        forces=forces,
+        virial=False,
         create_graph=forces,
     )
 
@@ -330,8 +168,7 @@ class _KalmanStrategy:
     def __init__(self, model: nn.Module, options: dict, defaults: dict, allowed: set):
         unknown = set(options) - allowed - _IGNORED
         if unknown:
-            raise ValueError(f"unknown {self.name} option(s) {sorted(unknown)}; valid: "
-                             f"{', '.join(sorted(allowed))}")
+            raise ValueError(f"unknown {self.name} option(s) {sorted(unknown)}; valid: {', '.join(sorted(allowed))}")
         o = {**defaults, **options}
         if "epsilon" in options and "p0" in options:
             raise ValueError(f"{self.name}: give p0 or epsilon (P0 = I/epsilon), not both")
@@ -354,8 +191,10 @@ class _KalmanStrategy:
     def _check_model(self, model) -> list:
         params = trainable_parameters(model)
         if sum(p.numel() for p in params) != self.n_params:
-            raise ValueError(f"{self.name}: model has {sum(p.numel() for p in params)} "
-                             f"trainable parameters, the filter was built for {self.n_params}")
+            raise ValueError(
+                f"{self.name}: model has {sum(p.numel() for p in params)} "
+                f"trainable parameters, the filter was built for {self.n_params}"
+            )
         return params
 
     def _assimilate(self, params, H: torch.Tensor, e) -> None:
@@ -373,7 +212,7 @@ class _KalmanStrategy:
         cand = _force_candidates(batch)
         if len(cand) and self.n_force > 0:
             perm = cand[torch.randperm(len(cand), generator=self.generator)]
-            groups = [perm[k:k + self.group] for k in range(0, len(perm), self.group)][: self.n_force]
+            groups = [perm[k : k + self.group] for k in range(0, len(perm), self.group)][: self.n_force]
             for j, atoms in enumerate(groups):
                 pred = _predict(model, batch, forces=True)
                 h, e = _signed(pred["forces"][atoms] / scale, batch.forces[atoms] / scale, self.cf)
@@ -394,21 +233,30 @@ class _KalmanStrategy:
         if self._has_laaf and float(getattr(weights, "slope_recovery", 0.0)) > 0:
             out["slope_recovery_dropped"] = 1.0
             if not self._warned_laaf:
-                print(f"[{self.name}] LAAF slope recovery is a loss term and is dropped under a "
-                      "Kalman filter; the slopes are fitted like all other weights", flush=True)
+                print(
+                    f"[{self.name}] LAAF slope recovery is a loss term and is dropped under a "
+                    "Kalman filter; the slopes are fitted like all other weights",
+                    flush=True,
+                )
                 self._warned_laaf = True
         return {k: float(v) for k, v in out.items()}
 
     def state_dict(self) -> dict:
-        return {"name": self.name, "filter": self.filter.state_dict(), "step": self.step_count,
-                "rng_state": self.generator.get_state(), "n_params": self.n_params}
+        return {
+            "name": self.name,
+            "filter": self.filter.state_dict(),
+            "step": self.step_count,
+            "rng_state": self.generator.get_state(),
+            "n_params": self.n_params,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("name", self.name) != self.name:
             raise ValueError(f"checkpoint optimizer state is {state['name']!r}, not {self.name!r}")
         if int(state["n_params"]) != self.n_params:
-            raise ValueError(f"{self.name} checkpoint is for {state['n_params']} parameters, the "
-                             f"model has {self.n_params}")
+            raise ValueError(
+                f"{self.name} checkpoint is for {state['n_params']} parameters, the model has {self.n_params}"
+            )
         self.filter.load_state_dict(state["filter"])
         self.step_count = int(state["step"])
         self.generator.set_state(state["rng_state"])
@@ -430,10 +278,25 @@ class EKF(_KalmanStrategy):
     """Global extended Kalman filter (Shao et al. 2021, Algorithm 2). See the module doc."""
 
     name = "ekf"
-    DEFAULTS = {"p0": 1.0, "eta": 1.0, "lambda0": 1.0, "nu": 1.0, "q0": 0.0, "q_tau": math.inf,
-                "q_min": 0.0, "force_group_size": 6, "force_components": 10, "n_force_updates": 4,
-                "energy_prefactor": 1.0, "force_prefactor": 1.0, "measurement": "vector",
-                "p_dtype": "float64", "max_params": 12000, "seed": 0, "verbose": True}
+    DEFAULTS = {
+        "p0": 1.0,
+        "eta": 1.0,
+        "lambda0": 1.0,
+        "nu": 1.0,
+        "q0": 0.0,
+        "q_tau": math.inf,
+        "q_min": 0.0,
+        "force_group_size": 6,
+        "force_components": 10,
+        "n_force_updates": 4,
+        "energy_prefactor": 1.0,
+        "force_prefactor": 1.0,
+        "measurement": "vector",
+        "p_dtype": "float64",
+        "max_params": 12000,
+        "seed": 0,
+        "verbose": True,
+    }
 
     def __init__(self, model: nn.Module, options: dict | None = None):
         super().__init__(model, dict(options or {}), self.DEFAULTS, _COMMON | _EKF_ONLY)
@@ -441,21 +304,31 @@ class EKF(_KalmanStrategy):
         if o["measurement"] not in ("vector", "scalar"):
             raise ValueError(f"ekf measurement must be 'vector' or 'scalar', got {o['measurement']!r}")
         if self.n_params > int(o["max_params"]):
-            need = self.n_params ** 2 * torch.empty((), dtype=self.p_dtype).element_size()
+            need = self.n_params**2 * torch.empty((), dtype=self.p_dtype).element_size()
             raise ValueError(
                 f"ekf: the model has {self.n_params} parameters, so the global P needs "
                 f"{_human(need)}; the limit is max_params = {o['max_params']}. Use optimizer = "
-                "\"rlekf\" (block-diagonal P) or raise max_params")
+                '"rlekf" (block-diagonal P) or raise max_params'
+            )
         self.n_components = int(o["force_components"])
         self.filter = GlobalKalmanFilter(
-            self.n_params, p0=self.p0, eta=o["eta"], lambda0=o["lambda0"], nu=o["nu"],
-            q0=o["q0"], q_tau=o["q_tau"], q_min=o["q_min"], dtype=self.p_dtype)
+            self.n_params,
+            p0=self.p0,
+            eta=o["eta"],
+            lambda0=o["lambda0"],
+            nu=o["nu"],
+            q0=o["q0"],
+            q_tau=o["q_tau"],
+            q_min=o["q_min"],
+            dtype=self.p_dtype,
+        )
         per_force = self.group * 3 if o["measurement"] == "scalar" else self.n_components
         self._print(
             f"[ekf] {self.n_params} parameters, one global P ({self.n_params}^2): "
             f"{_human(self.filter.memory_bytes)} ({o['p_dtype']}); passes per batch: 1 energy "
             f"update + {self.n_force} force updates of {per_force} force components"
-            + ("" if o["measurement"] == "scalar" else f" ({self.n_components} backward passes each)"))
+            + ("" if o["measurement"] == "scalar" else f" ({self.n_components} backward passes each)")
+        )
 
     @property
     def memory_bytes(self) -> int:
@@ -484,7 +357,7 @@ class EKF(_KalmanStrategy):
             comps = (cand[:, None] * 3 + torch.arange(3)[None, :]).reshape(-1)
             perm = comps[torch.randperm(len(comps), generator=self.generator)]
             m = self.n_components
-            for j, sel in enumerate([perm[k:k + m] for k in range(0, len(perm), m)][: self.n_force]):
+            for j, sel in enumerate([perm[k : k + m] for k in range(0, len(perm), m)][: self.n_force]):
                 pred = _predict(model, batch, forces=True)
                 y = self.cf * pred["forces"].reshape(-1)[sel] / scale
                 e = (self.cf * batch.forces.reshape(-1)[sel] / scale - y).detach()
@@ -500,16 +373,28 @@ class RLEKF(_KalmanStrategy):
     """Layer-wise reorganised EKF (Hu et al. 2023; "LKF"). See the module doc."""
 
     name = "rlekf"
-    DEFAULTS = {"p0": 1.0, "eta": 1.0, "lambda0": 0.98, "nu": 0.9987, "block_size": 5120,
-                "force_group_size": 6, "n_force_updates": 4, "energy_prefactor": 1.0,
-                "force_prefactor": 1.0, "p_dtype": "float64", "seed": 0, "verbose": True}
+    DEFAULTS = {
+        "p0": 1.0,
+        "eta": 1.0,
+        "lambda0": 0.98,
+        "nu": 0.9987,
+        "block_size": 5120,
+        "force_group_size": 6,
+        "n_force_updates": 4,
+        "energy_prefactor": 1.0,
+        "force_prefactor": 1.0,
+        "p_dtype": "float64",
+        "seed": 0,
+        "verbose": True,
+    }
 
     def __init__(self, model: nn.Module, options: dict | None = None):
         super().__init__(model, dict(options or {}), self.DEFAULTS, _COMMON | _RLEKF_ONLY)
         o = self.options
         blocks = block_layout([p.numel() for p in self.params], int(o["block_size"]))
-        self.filter = BlockKalmanFilter(self.n_params, blocks, p0=self.p0, eta=o["eta"],
-                                        lambda0=o["lambda0"], nu=o["nu"], dtype=self.p_dtype)
+        self.filter = BlockKalmanFilter(
+            self.n_params, blocks, p0=self.p0, eta=o["eta"], lambda0=o["lambda0"], nu=o["nu"], dtype=self.p_dtype
+        )
         self._print(self.summary())
 
     @property
@@ -518,11 +403,13 @@ class RLEKF(_KalmanStrategy):
 
     def summary(self) -> str:
         sizes = self.filter.block_sizes
-        return (f"[rlekf] {self.n_params} parameters in {len(sizes)} blocks (block_size "
-                f"{self.options['block_size']}): {sizes}; P memory = sum(block^2) x "
-                f"{torch.empty((), dtype=self.p_dtype).element_size()} B = {self.memory_bytes} B "
-                f"({_human(self.memory_bytes)}, {self.options['p_dtype']}); passes per batch: 1 "
-                f"energy update + {self.n_force} force updates of {self.group} atoms")
+        return (
+            f"[rlekf] {self.n_params} parameters in {len(sizes)} blocks (block_size "
+            f"{self.options['block_size']}): {sizes}; P memory = sum(block^2) x "
+            f"{torch.empty((), dtype=self.p_dtype).element_size()} B = {self.memory_bytes} B "
+            f"({_human(self.memory_bytes)}, {self.options['p_dtype']}); passes per batch: 1 "
+            f"energy update + {self.n_force} force updates of {self.group} atoms"
+        )
 
     def _schedule(self, model, params, batch, scale):
         return self._scalar_schedule(model, params, batch, scale)

@@ -49,8 +49,7 @@ class LRSchedule:
 
     def __post_init__(self) -> None:
         if self.stop_steps < 1 or self.decay_steps < 1:
-            raise ValueError(f"stop_steps and decay_steps must be >= 1, got {self.stop_steps}, "
-                             f"{self.decay_steps}")
+            raise ValueError(f"stop_steps and decay_steps must be >= 1, got {self.stop_steps}, {self.decay_steps}")
 
     @property
     def decay_rate(self) -> float:
@@ -83,8 +82,15 @@ def loss_weights(loss_cfg: dict, schedule: LRSchedule, step: int) -> LossWeights
 def predict(model, batch, *, create_graph: bool, virial: bool = True) -> dict:
     """Energies [n_frames] (eV), forces [n_atoms, 3] (eV/Å) and virials [n_frames, 3, 3] (eV)."""
     return energy_forces_virial(
-        model, batch.species, batch.edge_index, batch.edge_vectors, batch.n_local,
-        frame_index=batch.frame_index, n_frames=batch.n_frames, forces=True, virial=virial,
+        model,
+        batch.species,
+        batch.edge_index,
+        batch.edge_vectors,
+        batch.n_local,
+        frame_index=batch.frame_index,
+        n_frames=batch.n_frames,
+        forces=True,
+        virial=virial,
         create_graph=create_graph,
     )
 
@@ -105,8 +111,7 @@ def compute_loss(model, batch, weights: LossWeights, *, create_graph: bool = Tru
     df = (pred["forces"][mask] - batch.forces[mask]) / c
     loss_f = (df * df).mean() if df.numel() else torch.zeros((), dtype=de.dtype)
     loss = weights.energy * loss_e + weights.forces * loss_f
-    out = {"rmse_e": math.sqrt(float((de * de).mean().detach())) * c,
-           "rmse_f": math.sqrt(float(loss_f.detach())) * c}
+    out = {"rmse_e": math.sqrt(float((de * de).mean().detach())) * c, "rmse_f": math.sqrt(float(loss_f.detach())) * c}
     if need_virial:
         vm = batch.has_virial
         dv = (pred["virial"][vm] - batch.virial[vm]) / nat[vm].view(-1, 1, 1) / c  # per atom

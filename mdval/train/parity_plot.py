@@ -21,15 +21,41 @@ def parity_plot(pred, path, *, title: str = "", metrics: dict | None = None) -> 
     import matplotlib.pyplot as plt
 
     metrics = metrics or {}
-    panels = [("energy", pred.energy_label, pred.energy_pred, "eV/atom",
-               metrics.get("energy_rmse_meV_per_atom"), metrics.get("energy_mae_meV_per_atom"), "meV/atom")]
+    panels = [
+        (
+            "energy",
+            pred.energy_label,
+            pred.energy_pred,
+            "eV/atom",
+            metrics.get("energy_rmse_meV_per_atom"),
+            metrics.get("energy_mae_meV_per_atom"),
+            "meV/atom",
+        )
+    ]
     if pred.force_label.size:
-        panels.append(("force", pred.force_label, pred.force_pred, "eV/Å",
-                       metrics.get("force_rmse_eV_per_A"), metrics.get("force_mae_eV_per_A"), "eV/Å"))
+        panels.append(
+            (
+                "force",
+                pred.force_label,
+                pred.force_pred,
+                "eV/Å",
+                metrics.get("force_rmse_eV_per_A"),
+                metrics.get("force_mae_eV_per_A"),
+                "eV/Å",
+            )
+        )
     if pred.virial_label.size:
-        panels.append(("virial", pred.virial_label, pred.virial_pred, "eV/atom",
-                       metrics.get("virial_rmse_meV_per_atom"), metrics.get("virial_mae_meV_per_atom"),
-                       "meV/atom"))
+        panels.append(
+            (
+                "virial",
+                pred.virial_label,
+                pred.virial_pred,
+                "eV/atom",
+                metrics.get("virial_rmse_meV_per_atom"),
+                metrics.get("virial_mae_meV_per_atom"),
+                "meV/atom",
+            )
+        )
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
     for ax, (name, label, value, unit, rmse, mae, munit) in zip(axes[0], panels):
         x, y = np.ravel(label), np.ravel(value)

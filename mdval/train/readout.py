@@ -37,8 +37,10 @@ def readout_layers(model) -> list[nn.Linear]:
     """The output layer of each element's fitting net; ValueError if the model has none."""
     fitting = getattr(model, "fitting", None)
     if not isinstance(fitting, PerElementFitting):
-        raise ValueError(f"readout refit needs per-element fitting nets (DeepPot-SE, Behler-Parrinello); "
-                         f"{type(model).__name__} has none")
+        raise ValueError(
+            f"readout refit needs per-element fitting nets (DeepPot-SE, Behler-Parrinello); "
+            f"{type(model).__name__} has none"
+        )
     layers = [getattr(net, "output", None) for net in fitting.nets]
     if not all(isinstance(layer, nn.Linear) and layer.out_features == 1 for layer in layers):
         raise ValueError("readout refit needs fitting nets that end in a linear layer with one output")
@@ -54,8 +56,10 @@ def frame_features(model, frame, type_names: Sequence[str], cutoff: float, neigh
 
     layers = readout_layers(model)
     captured: dict[int, torch.Tensor] = {}
-    hooks = [layer.register_forward_hook(lambda module, inputs, output, t=t: captured.__setitem__(t, inputs[0]))
-             for t, layer in enumerate(layers)]
+    hooks = [
+        layer.register_forward_hook(lambda module, inputs, output, t=t: captured.__setitem__(t, inputs[0]))
+        for t, layer in enumerate(layers)
+    ]
     try:
         batch = make_batch([frame], type_names, cutoff, neighbor_cache)
         vectors = batch.edge_vectors.requires_grad_(True)
@@ -73,12 +77,13 @@ def frame_features(model, frame, type_names: Sequence[str], cutoff: float, neigh
     centers, neighbors = batch.edge_index
     force_cols = []
     for start in range(0, n_feat, FEATURE_CHUNK):
-        rows = torch.eye(n_feat, dtype=h_all.dtype)[start:start + FEATURE_CHUNK]
+        rows = torch.eye(n_feat, dtype=h_all.dtype)[start : start + FEATURE_CHUNK]
         if vectors.shape[0] == 0 or not h_all.requires_grad:
             g = torch.zeros(rows.shape[0], *vectors.shape, dtype=vectors.dtype)
         else:
-            (g,) = torch.autograd.grad(h_all, vectors, grad_outputs=rows, is_grads_batched=True, retain_graph=True,
-                                       allow_unused=True)
+            (g,) = torch.autograd.grad(
+                h_all, vectors, grad_outputs=rows, is_grads_batched=True, retain_graph=True, allow_unused=True
+            )
             if g is None:
                 g = torch.zeros(rows.shape[0], *vectors.shape, dtype=vectors.dtype)
         f = torch.zeros(rows.shape[0], batch.n_local, 3, dtype=g.dtype)
@@ -89,11 +94,17 @@ def frame_features(model, frame, type_names: Sequence[str], cutoff: float, neigh
     H, F, k0 = [], [], 0
     for t, layer in enumerate(layers):
         k = layer.in_features
-        H += [h_all[k0:k0 + k].detach().numpy(), np.array([counts[t]])]
-        F += [f_all[:, k0:k0 + k], np.zeros((f_all.shape[0], 1))]
+        H += [h_all[k0 : k0 + k].detach().numpy(), np.array([counts[t]])]
+        F += [f_all[:, k0 : k0 + k], np.zeros((f_all.shape[0], 1))]
         k0 += k
-    return {"H": np.concatenate(H), "F": np.hstack(F), "E": float(frame.energy), "n": batch.n_local,
-            "F_label": np.asarray(frame.forces, dtype=np.float64).reshape(-1), "E_model": float(energy.detach())}
+    return {
+        "H": np.concatenate(H),
+        "F": np.hstack(F),
+        "E": float(frame.energy),
+        "n": batch.n_local,
+        "F_label": np.asarray(frame.forces, dtype=np.float64).reshape(-1),
+        "E_model": float(energy.detach()),
+    }
 
 
 def count_columns(model) -> np.ndarray:
@@ -120,7 +131,7 @@ def set_readout_vector(model, x: np.ndarray) -> None:
     with torch.no_grad():
         for t, layer in enumerate(readout_layers(model)):
             k = layer.in_features
-            layer.weight.copy_(torch.as_tensor(x[k0:k0 + k], dtype=layer.weight.dtype).reshape(1, k))
+            layer.weight.copy_(torch.as_tensor(x[k0 : k0 + k], dtype=layer.weight.dtype).reshape(1, k))
             bias = float(layer.bias[0]) if layer.bias is not None else 0.0
             model.fitting.energy_shift[t] = float(x[k0 + k]) - bias
             k0 += k + 1
@@ -134,8 +145,9 @@ def training_loss(data: list[dict], x: np.ndarray, pref_e: float, pref_f: float)
     return float(pref_e * np.mean(de * de / n) + pref_f * np.mean(df * df))
 
 
-def solve_readout(data: list[dict], x0: np.ndarray, pref_e: float, pref_f: float, ridge: float,
-                  count_columns: np.ndarray) -> np.ndarray:
+def solve_readout(
+    data: list[dict], x0: np.ndarray, pref_e: float, pref_f: float, ridge: float, count_columns: np.ndarray
+) -> np.ndarray:
     """The readout minimising :func:`training_loss` + ridge ‖w - w0‖² (shifts unpenalised)."""
     n_frames = len(data)
     n_comp = sum(d["F"].shape[0] for d in data)
@@ -155,8 +167,9 @@ def solve_readout(data: list[dict], x0: np.ndarray, pref_e: float, pref_f: float
     return x
 
 
-def refit_readout(model, frames, type_names: Sequence[str], *, pref_e: float, pref_f: float,
-                  ridge: float = 1e-4, neighbor_cache=None) -> dict:
+def refit_readout(
+    model, frames, type_names: Sequence[str], *, pref_e: float, pref_f: float, ridge: float = 1e-4, neighbor_cache=None
+) -> dict:
     """Refit ``model``'s readout in place on ``frames`` (with energies and forces) for the training
     loss at prefactors (pref_e, pref_f) plus the ridge; returns a summary (losses before and after,
     relative weight change)."""
@@ -176,11 +189,20 @@ def refit_readout(model, frames, type_names: Sequence[str], *, pref_e: float, pr
     counts = count_columns(model)
     worst = max(abs(d["H"] @ x0 - d["E_model"]) for d in data)
     if worst > 1e-6 * max(1.0, max(abs(d["E_model"]) for d in data)):
-        raise RuntimeError(f"readout refit: the features do not reproduce the model's energies "
-                           f"(max |ΔE| {worst:.3g} eV); the model's energy is not linear in its readout")
+        raise RuntimeError(
+            f"readout refit: the features do not reproduce the model's energies "
+            f"(max |ΔE| {worst:.3g} eV); the model's energy is not linear in its readout"
+        )
     x = solve_readout(data, x0, pref_e, pref_f, ridge, counts)
     before, after = training_loss(data, x0, pref_e, pref_f), training_loss(data, x, pref_e, pref_f)
     set_readout_vector(model, x)
     w_change = float(np.linalg.norm((x - x0)[~counts]) / max(np.linalg.norm(x0[~counts]), 1e-300))
-    return {"frames": len(frames), "pref_e": pref_e, "pref_f": pref_f, "ridge": ridge,
-            "train_loss_before": before, "train_loss_after": after, "weight_change": w_change}
+    return {
+        "frames": len(frames),
+        "pref_e": pref_e,
+        "pref_f": pref_f,
+        "ridge": ridge,
+        "train_loss_before": before,
+        "train_loss_after": after,
+        "weight_change": w_change,
+    }

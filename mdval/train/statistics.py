@@ -57,7 +57,7 @@ def network_energies(model, frames, *, neighbor_cache=None, batch_size: int = 16
     try:
         out = []
         for start in range(0, len(frames), batch_size):
-            b = make_batch(frames[start:start + batch_size], model.type_names, model.cutoff, neighbor_cache)
+            b = make_batch(frames[start : start + batch_size], model.type_names, model.cutoff, neighbor_cache)
             atom_e = model(b.species, b.edge_index, b.edge_vectors, b.n_local)
             out.append(torch.zeros(b.n_frames, dtype=atom_e.dtype).index_add(0, b.frame_index, atom_e))
         return torch.cat(out).numpy()
@@ -79,8 +79,7 @@ def _sample(frames, n: int, seed: int):
 
 
 @torch.no_grad()
-def set_descriptor_statistics(model, frames, *, neighbor_cache=None, n_frames: int = 100,
-                              seed: int = 0) -> dict:
+def set_descriptor_statistics(model, frames, *, neighbor_cache=None, n_frames: int = 100, seed: int = 0) -> dict:
     """Set the model's normalisation buffers from a sample of ``frames``; returns them as lists."""
     from mdval.data.batch import make_batch
 
@@ -106,8 +105,7 @@ def set_descriptor_statistics(model, frames, *, neighbor_cache=None, n_frames: i
             model.s_std[t] = st.std().clamp_min(STD_FLOOR)
             model.row_std[t, 0] = st.std().clamp_min(STD_FLOOR)
             model.row_std[t, 1:] = rows[sel][:, 1:].pow(2).mean().sqrt().clamp_min(STD_FLOOR)
-        return {"s_mean": model.s_mean.tolist(), "s_std": model.s_std.tolist(),
-                "row_std": model.row_std.tolist()}
+        return {"s_mean": model.s_mean.tolist(), "s_std": model.s_std.tolist(), "row_std": model.row_std.tolist()}
     if arch == "behler_parrinello":
         feats, species = [], []
         for frame in sample:

@@ -3,10 +3,11 @@
 Run folder ``<run.dir>/<run.name>/``::
 
     config.toml           the resolved config (overrides applied)
-    splits.json           train/validation/test frame indices (seeded)
+    splits.json           train/validation/test frame indices (seeded; mdval.train.run_data)
     log.jsonl             one line per epoch: step, wall time (s), lr, train/val RMSE (energy
                           meV/atom, force eV/Å), loss prefactors and the TAAFS/LAAF coefficients
-                          ({parameter name: values}), for plotting the activations' evolution
+                          ({layer name: {parameter name: values}}, mdval.nn.introspect), for
+                          plotting the activations' evolution
     checkpoints/last.pt   every epoch and every ``checkpoint_every`` steps (atomic)
     checkpoints/best.pt   best validation score so far
     model.pt              the exported model (ABI v1) from the best checkpoint, with metadata
@@ -27,7 +28,6 @@ it stays the same run, a resume is refused when the config changes anything but 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -41,10 +41,12 @@ import torch
 from mdval import fileio
 from mdval.data.batch import make_batch, precompute_neighbors
 from mdval.data.neighbors import NeighborCache
+from mdval.nn.introspect import coefficient_record
 from mdval.train.checkpoint import load_checkpoint, load_for_resume, save_checkpoint
-from mdval.train.config import changed_keys, resolve_path, resume_changes, resume_refusal, to_toml
+from mdval.train.config import changed_keys, resume_changes, resume_refusal, to_toml
 from mdval.train.loss import LRSchedule, loss_weights
 from mdval.train.optimizers import make_strategy
+from mdval.train.run_data import check_same_data, load_run_data
 from mdval.train.statistics import (
     fit_energy_shift,
     network_energies,
@@ -64,30 +66,6 @@ def _mae_pair(m: dict) -> dict:
     return {k: round(m[k], 4) for k in ("energy_mae_meV_per_atom", "force_mae_eV_per_A") if k in m}
 
 
-def hash_paths(paths) -> str:
-    """sha256 over the bytes of the data files (a folder: its files in sorted order)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        path = Path(path)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            with open(f, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _files_text(training_data: dict) -> str:
-    """"a.xyz, b.xyz (sha256 0123456789ab)": the data files of a run, for messages."""
-    return f"{', '.join(training_data.get('files', []))} (sha256 {training_data['sha256'][:12]})"
-
-
-def activation_coefficients(model) -> dict:
-    """{parameter name: values} of every TAAFS coefficient and LAAF slope (shared ones once)."""
-    return {name: p.detach().reshape(-1).tolist() for name, p in model.named_parameters()
-            if name.endswith("coeffs") or name.endswith("slope")}
-
-
 class Trainer:
     """Train the model of a checked config (:func:`mdval.train.config.load_config`)."""
 
@@ -102,62 +80,10 @@ class Trainer:
         self.seed = int(run["seed"])
 
     # ------------------------------------------------------------------ data
-    def _data_paths(self) -> tuple[list[Path], list[Path]]:
-        data = self.cfg["data"]
-        train = [resolve_path(self.cfg, p) for p in data["train"] or []]
-        if data["generate"] is not None:
-            if len(train) != 1:
-                raise ValueError("data.generate needs exactly one data.train file to write to")
-            if not train[0].exists():
-                from mdval.data.generate import GenerateSettings, generate
-
-                gen = dict(data["generate"])
-                try:
-                    settings = GenerateSettings(**gen)
-                except TypeError as error:
-                    raise ValueError(f"data.generate: {error}; see mdval data generate --help") from None
-                self.log(f"generating {train[0]} ({settings.n_frames} frames, {settings.reference})")
-                generate(settings, train[0], progress=self.progress)
-        test = [resolve_path(self.cfg, p) for p in data["test"] or []]
-        for p in train + test:
-            if not p.exists():
-                raise FileNotFoundError(f"data file not found: {p} (data.train/data.test are read "
-                                        "relative to the config file, the current folder or the repo)")
-        return train, test
-
     def _load_data(self) -> None:
-        from mdval.data.readers import read_many
-        from mdval.data.splits import load_splits, save_splits, split_frames
-
-        data = self.cfg["data"]
-        type_names = self.cfg["model"]["type_names"]
-        train_paths, test_paths = self._data_paths()
-        frames = read_many(train_paths, data["format"], type_names=type_names)
-        test_frames = read_many(test_paths, data["format"], type_names=type_names) if test_paths else []
-        fractions = list(data["fractions"])
-        if test_frames:  # separate test files: split the training files into train/validation
-            total = fractions[0] + fractions[1]
-            fractions = [fractions[0] / total, fractions[1] / total, 0.0]
-        splits_path = self.run_dir / "splits.json"
-        if self.resume and splits_path.exists():
-            splits = load_splits(splits_path)
-        else:
-            splits = split_frames(len(frames), fractions, int(data["split_seed"]))
-            save_splits(splits_path, splits, seed=int(data["split_seed"]), fractions=fractions,
-                        data={"train": [str(p) for p in train_paths], "test": [str(p) for p in test_paths]})
-        self.train_frames = [frames[i] for i in splits["train"]]
-        self.val_frames = [frames[i] for i in splits["validation"]]
-        self.test_frames = test_frames or [frames[i] for i in splits["test"]]
-        if not self.train_frames:
-            raise ValueError(f"no training frames after the split {fractions} of {len(frames)} frames; "
-                             "add data or raise data.fractions[0]")
-        self.training_data = {
-            "name": data["name"] or "+".join(p.stem for p in train_paths),
-            "files": [str(p) for p in train_paths + test_paths],
-            "sha256": hash_paths(train_paths + test_paths),
-            "n_train": len(self.train_frames), "n_val": len(self.val_frames),
-            "n_test": len(self.test_frames),
-        }
+        data = load_run_data(self.cfg, self.run_dir, resume=self.resume, log=self.log, progress=self.progress)
+        self.train_frames, self.val_frames, self.test_frames = data.train, data.validation, data.test
+        self.training_data = data.description
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
@@ -169,18 +95,21 @@ class Trainer:
         if self.resume:
             state = load_for_resume(self.ckpt_dir, self.log)
         elif any((self.ckpt_dir / name).exists() for name in ("last.pt", "best.pt")):
-            raise ValueError(f"{self.run_dir} already holds a run; continue it with --resume, or "
-                             "choose another run.name (or delete the folder)")
+            raise ValueError(
+                f"{self.run_dir} already holds a run; continue it with --resume, or "
+                "choose another run.name (or delete the folder)"
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.model = build_model({"seed": self.seed, **self.cfg["model"]})
         if state is not None:
             self._check_resume_config(state)
         self._load_data()
         if state is not None:
-            self._check_resume_data(state)
+            check_same_data(self.run_dir, state.get("training_data", {}), self.training_data)
         self.cache = NeighborCache()
-        self.log(f"neighbour lists for {len(self.train_frames) + len(self.val_frames)} frames "
-                 f"(cutoff {self.model.cutoff} Å)")
+        self.log(
+            f"neighbour lists for {len(self.train_frames) + len(self.val_frames)} frames (cutoff {self.model.cutoff} Å)"
+        )
         precompute_neighbors(self.train_frames + self.val_frames, self.model.cutoff, self.cache)
         self.batch_size = int(tr["batch_size"])
         self.steps_per_epoch = math.ceil(len(self.train_frames) / self.batch_size)
@@ -198,19 +127,25 @@ class Trainer:
             self.best_metric, self.best_epoch = float(state["best_metric"]), int(state["best_epoch"])
             torch.set_rng_state(state["rng_torch"])
         else:
-            stats = set_descriptor_statistics(self.model, self.train_frames, neighbor_cache=self.cache,
-                                              n_frames=int(self.cfg["data"]["stat_frames"]), seed=self.seed)
+            stats = set_descriptor_statistics(
+                self.model,
+                self.train_frames,
+                neighbor_cache=self.cache,
+                n_frames=int(self.cfg["data"]["stat_frames"]),
+                seed=self.seed,
+            )
             baseline = network_energies(self.model, self.train_frames, neighbor_cache=self.cache)
             shift = fit_energy_shift(self.train_frames, self.model.type_names, baseline)
             set_energy_shift(self.model, shift)
-            self.log("energy shift (eV/atom, over the untrained network): "
-                     + ", ".join(f"{t} {v:.6f}" for t, v in zip(self.model.type_names, shift)))
+            self.log(
+                "energy shift (eV/atom, over the untrained network): "
+                + ", ".join(f"{t} {v:.6f}" for t, v in zip(self.model.type_names, shift))
+            )
             self.stats = stats
             torch.manual_seed(self.seed)
             (self.run_dir / "config.toml").write_text(to_toml(self.cfg))
         self.calibrated = state is not None or not (tr["schedule_by_time"] and tr["max_time_min"] > 0)
-        self.schedule = LRSchedule(float(lr["start_lr"]), float(lr["stop_lr"]), max(planned, 1),
-                                   int(lr["decay_steps"]))
+        self.schedule = LRSchedule(float(lr["start_lr"]), float(lr["stop_lr"]), max(planned, 1), int(lr["decay_steps"]))
         opt = dict(self.cfg["optimizer"])
         self.optimizer_name = str(opt.get("name", "adam")).lower()
         self.strategy = make_strategy(self.optimizer_name, self.model, opt, self.schedule)
@@ -234,25 +169,22 @@ class Trainer:
         if changes:
             raise ValueError(resume_refusal(self.run_dir, changes))
 
-    def _check_resume_data(self, state: dict) -> None:
-        """Refuse to resume on other data: splits.json holds frame indices into the old files."""
-        stored = state.get("training_data", {})
-        if stored.get("sha256") in (None, self.training_data["sha256"]):
-            return
-        raise ValueError(f"cannot resume {self.run_dir}: the data files differ from those the run started "
-                         f"with ({_files_text(stored)} then, {_files_text(self.training_data)} now); give "
-                         "the same data.train and data.test files, or start a new run (another run.name "
-                         "or run.dir)")
-
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
         return {
-            "model_config": self.model.config(), "model": self.model.state_dict(),
-            "strategy": self.strategy.state_dict(), "optimizer_name": self.optimizer_name,
-            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-            "stop_steps": self.schedule.stop_steps, "best_metric": self.best_metric,
-            "best_epoch": self.best_epoch, "elapsed_s": self.elapsed_s,
-            "rng_torch": torch.get_rng_state(), "training_data": self.training_data,
+            "model_config": self.model.config(),
+            "model": self.model.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "optimizer_name": self.optimizer_name,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "step": self.step,
+            "stop_steps": self.schedule.stop_steps,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "elapsed_s": self.elapsed_s,
+            "rng_torch": torch.get_rng_state(),
+            "training_data": self.training_data,
             "config": {k: v for k, v in self.cfg.items() if not k.startswith("_")},
         }
 
@@ -284,23 +216,39 @@ class Trainer:
         w = loss_weights(self.cfg["loss"], self.schedule, self.step)
         ridge = float(self.cfg["training"]["readout_ridge"])
         before = _mae_pair(self._evaluate(self.val_frames)) if self.val_frames else {}
-        self.log(f"readout refit on {len(self.train_frames)} training frames (p_e {w.energy:.3g}, "
-                 f"p_f {w.forces:.3g}, ridge {ridge:g}) ...")
+        self.log(
+            f"readout refit on {len(self.train_frames)} training frames (p_e {w.energy:.3g}, "
+            f"p_f {w.forces:.3g}, ridge {ridge:g}) ..."
+        )
         t = time.perf_counter()
-        out = refit_readout(self.model, self.train_frames, self.model.type_names, pref_e=w.energy,
-                            pref_f=w.forces, ridge=ridge, neighbor_cache=self.cache)
+        out = refit_readout(
+            self.model,
+            self.train_frames,
+            self.model.type_names,
+            pref_e=w.energy,
+            pref_f=w.forces,
+            ridge=ridge,
+            neighbor_cache=self.cache,
+        )
         out["seconds"] = round(time.perf_counter() - t, 1)
         out["validation_before"] = before
-        self.log(f"readout refit: training loss {out['train_loss_before']:.4g} -> {out['train_loss_after']:.4g}, "
-                 f"weights moved {out['weight_change']:.2f}x their norm, {out['seconds']} s")
+        self.log(
+            f"readout refit: training loss {out['train_loss_before']:.4g} -> {out['train_loss_after']:.4g}, "
+            f"weights moved {out['weight_change']:.2f}x their norm, {out['seconds']} s"
+        )
         return out
 
     def _evaluate(self, frames) -> dict:
         from mdval.deploy.evaluate import error_metrics, predict_frames
 
-        pred = predict_frames(self.model, frames, self.model.type_names, self.model.cutoff,
-                              batch_size=int(self.cfg["training"]["val_batch_size"]),
-                              neighbor_cache=self.cache)
+        pred = predict_frames(
+            self.model,
+            frames,
+            self.model.type_names,
+            self.model.cutoff,
+            batch_size=int(self.cfg["training"]["val_batch_size"]),
+            neighbor_cache=self.cache,
+        )
         return error_metrics(pred)
 
     def _score(self, m: dict) -> float:
@@ -335,13 +283,14 @@ class Trainer:
         steps = self.step + int(0.98 * max(remaining_s, 0.0) / per_step)
         self._set_stop_steps(steps)
         self._replan_from = None
-        self.log(f"lr plan re-made after epoch {self.epoch}: {self.schedule.stop_steps} steps "
-                 f"({per_step * 1e3:.1f} ms/step with validation)")
+        self.log(
+            f"lr plan re-made after epoch {self.epoch}: {self.schedule.stop_steps} steps "
+            f"({per_step * 1e3:.1f} ms/step with validation)"
+        )
 
     def _set_stop_steps(self, steps: int) -> None:
         steps = max(min(steps, int(self.cfg["training"]["epochs"]) * self.steps_per_epoch), self.step + 1)
-        self.schedule = LRSchedule(self.schedule.start_lr, self.schedule.stop_lr, steps,
-                                   self.schedule.decay_steps)
+        self.schedule = LRSchedule(self.schedule.start_lr, self.schedule.stop_lr, steps, self.schedule.decay_steps)
         self.strategy.schedule = self.schedule
 
     def _epoch(self, t0: float, budget_s: float) -> tuple[dict, bool]:
@@ -353,22 +302,31 @@ class Trainer:
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch,
-                       desc=f"epoch {self.epoch + 1}/{tr['epochs']}", unit="batch", file=sys.stderr,
-                       leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                total=self.steps_per_epoch,
+                initial=self.batch_in_epoch,
+                desc=f"epoch {self.epoch + 1}/{tr['epochs']}",
+                unit="batch",
+                file=sys.stderr,
+                leave=False,
+                dynamic_ncols=True,
+            )
         stopped = False
         every = int(tr["checkpoint_every"])
         try:
             while self.batch_in_epoch < self.steps_per_epoch:
                 b = self.batch_in_epoch
-                idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-                batch = make_batch([self.train_frames[i] for i in idx], self.model.type_names,
-                                   self.model.cutoff, self.cache)
+                idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+                batch = make_batch(
+                    [self.train_frames[i] for i in idx], self.model.type_names, self.model.cutoff, self.cache
+                )
                 weights = loss_weights(self.cfg["loss"], self.schedule, self.step)
                 out = self.strategy.step(self.model, batch, weights, self.step)
                 if not math.isfinite(out.get("loss", 0.0)):
-                    raise ValueError(f"the loss became {out.get('loss')} at step {self.step}; lower "
-                                     "learning_rate.start_lr or set optimizer.clip_grad_norm")
+                    raise ValueError(
+                        f"the loss became {out.get('loss')} at step {self.step}; lower "
+                        "learning_rate.start_lr or set optimizer.clip_grad_norm"
+                    )
                 self.step += 1
                 self.batch_in_epoch += 1
                 self.elapsed_s = self._elapsed0 + time.perf_counter() - t0
@@ -378,10 +336,12 @@ class Trainer:
                 sums["n"] += 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{out.get('loss', 0):.3g}",
-                                    e_meV=f"{1e3 * math.sqrt(sums['se_e'] / sums['n']):.3g}",
-                                    f=f"{math.sqrt(sums['se_f'] / sums['n']):.3g}",
-                                    lr=f"{out.get('lr', float('nan')):.2g}")
+                    bar.set_postfix(
+                        loss=f"{out.get('loss', 0):.3g}",
+                        e_meV=f"{1e3 * math.sqrt(sums['se_e'] / sums['n']):.3g}",
+                        f=f"{math.sqrt(sums['se_f'] / sums['n']):.3g}",
+                        lr=f"{out.get('lr', float('nan')):.2g}",
+                    )
                 if not self.calibrated and self.step - self._step0 >= CALIBRATION_STEPS:
                     self._calibrate(t0)
                 if every and self.step % every == 0 and self.batch_in_epoch < self.steps_per_epoch:
@@ -393,8 +353,11 @@ class Trainer:
             if bar is not None:
                 bar.close()
         n = max(sums["n"], 1)
-        train = {"loss": sums["loss"] / n, "rmse_e_meV_per_atom": 1e3 * math.sqrt(sums["se_e"] / n),
-                 "rmse_f_eV_per_A": math.sqrt(sums["se_f"] / n)}
+        train = {
+            "loss": sums["loss"] / n,
+            "rmse_e_meV_per_atom": 1e3 * math.sqrt(sums["se_e"] / n),
+            "rmse_f_eV_per_A": math.sqrt(sums["se_f"] / n),
+        }
         return train, stopped
 
     def _append_log(self, record: dict) -> None:
@@ -446,16 +409,31 @@ class Trainer:
             if best:
                 self.best_metric, self.best_epoch = score, self.epoch
             w = loss_weights(self.cfg["loss"], self.schedule, self.step)
-            record = {"epoch": self.epoch, "step": self.step, "time_s": round(self.elapsed_s, 3),
-                      "lr": self.schedule(self.step), "pref_e": w.energy, "pref_f": w.forces,
-                      "pref_v": w.virial, "train": train, "val": val, "val_score": score,
-                      "activation_coefficients": activation_coefficients(self.model)}
+            record = {
+                "epoch": self.epoch,
+                "step": self.step,
+                "time_s": round(self.elapsed_s, 3),
+                "lr": self.schedule(self.step),
+                "pref_e": w.energy,
+                "pref_f": w.forces,
+                "pref_v": w.virial,
+                "train": train,
+                "val": val,
+                "val_score": score,
+                "activation_coefficients": coefficient_record(self.model),
+            }
             self._append_log(record)
             self._checkpoint(best=best)
-            vtxt = (f"val E {val['energy_rmse_meV_per_atom']:.3g} meV/atom, F "
-                    f"{val.get('force_rmse_eV_per_A', float('nan')):.4g} eV/Å" if val else "no val")
-            self.log(f"epoch {self.epoch}: step {self.step}, {self.elapsed_s:.0f} s, lr "
-                     f"{record['lr']:.2e}, train loss {train['loss']:.4g}; {vtxt}{' *' if best else ''}")
+            vtxt = (
+                f"val E {val['energy_rmse_meV_per_atom']:.3g} meV/atom, F "
+                f"{val.get('force_rmse_eV_per_A', float('nan')):.4g} eV/Å"
+                if val
+                else "no val"
+            )
+            self.log(
+                f"epoch {self.epoch}: step {self.step}, {self.elapsed_s:.0f} s, lr "
+                f"{record['lr']:.2e}, train loss {train['loss']:.4g}; {vtxt}{' *' if best else ''}"
+            )
             if patience and self.epoch - self.best_epoch >= patience:
                 reason = "early stopping"
                 break
@@ -474,8 +452,10 @@ class Trainer:
             try:
                 self.model.load_state_dict(load_checkpoint(best)["model"])
             except ValueError as error:  # damaged on disk: export what training reached
-                self.log(f"warning: {error}; exporting the weights of epoch {self.epoch}, step "
-                         f"{self.step} instead of the best ones")
+                self.log(
+                    f"warning: {error}; exporting the weights of epoch {self.epoch}, step "
+                    f"{self.step} instead of the best ones"
+                )
         refit = self._refit_readout() if self.cfg["training"]["readout_refit"] else None
         precompute_neighbors(self.test_frames, self.model.cutoff, self.cache)
         test = self._evaluate(self.test_frames) if self.test_frames else {}
@@ -484,28 +464,51 @@ class Trainer:
         if refit is not None:
             refit["validation_after"] = _mae_pair(val)
             metrics["readout_refit"] = refit
-            self.log(f"readout refit: validation E MAE {refit['validation_before'].get('energy_mae_meV_per_atom')} -> "
-                     f"{refit['validation_after'].get('energy_mae_meV_per_atom')} meV/atom, F MAE "
-                     f"{refit['validation_before'].get('force_mae_eV_per_A')} -> "
-                     f"{refit['validation_after'].get('force_mae_eV_per_A')} eV/Å")
-        training = {"epochs": self.epoch, "steps": self.step, "best_epoch": self.best_epoch,
-                    "wall_time_s": round(self.elapsed_s, 1), "stopped_by": reason, "seed": self.seed}
+            self.log(
+                f"readout refit: validation E MAE {refit['validation_before'].get('energy_mae_meV_per_atom')} -> "
+                f"{refit['validation_after'].get('energy_mae_meV_per_atom')} meV/atom, F MAE "
+                f"{refit['validation_before'].get('force_mae_eV_per_A')} -> "
+                f"{refit['validation_after'].get('force_mae_eV_per_A')} eV/Å"
+            )
+        training = {
+            "epochs": self.epoch,
+            "steps": self.step,
+            "best_epoch": self.best_epoch,
+            "wall_time_s": round(self.elapsed_s, 1),
+            "stopped_by": reason,
+            "seed": self.seed,
+        }
         if refit is not None:
-            training["readout_refit"] = {k: refit[k] for k in ("ridge", "pref_e", "pref_f", "train_loss_before",
-                                                               "train_loss_after")}
-        meta = {"optimizer": self.optimizer_name, "training_data": self.training_data,
-                "metrics": {"split": "test", **test}, "training": training}
+            training["readout_refit"] = {
+                k: refit[k] for k in ("ridge", "pref_e", "pref_f", "train_loss_before", "train_loss_after")
+            }
+        meta = {
+            "optimizer": self.optimizer_name,
+            "training_data": self.training_data,
+            "metrics": {"split": "test", **test},
+            "training": training,
+        }
         model_path = export(self.model, self.run_dir / "model.pt", meta)
-        summary = {"run": self.name, "model": str(model_path), "stopped_by": reason,
-                   "epochs": self.epoch, "steps": self.step, "best_epoch": self.best_epoch,
-                   "wall_time_s": round(self.elapsed_s, 1), "optimizer": self.optimizer_name,
-                   "activation": self.model.config().get("activation"),
-                   "training_data": self.training_data, **metrics}
+        summary = {
+            "run": self.name,
+            "model": str(model_path),
+            "stopped_by": reason,
+            "epochs": self.epoch,
+            "steps": self.step,
+            "best_epoch": self.best_epoch,
+            "wall_time_s": round(self.elapsed_s, 1),
+            "optimizer": self.optimizer_name,
+            "activation": self.model.config().get("activation"),
+            "training_data": self.training_data,
+            **metrics,
+        }
         fileio.write_json(self.run_dir / "metrics.json", summary)
         if test:
-            self.log(f"test: energy RMSE {test['energy_rmse_meV_per_atom']:.3g} meV/atom, MAE "
-                     f"{test['energy_mae_meV_per_atom']:.3g}; force RMSE "
-                     f"{test.get('force_rmse_eV_per_A', float('nan')):.4g} eV/Å, MAE "
-                     f"{test.get('force_mae_eV_per_A', float('nan')):.4g}")
+            self.log(
+                f"test: energy RMSE {test['energy_rmse_meV_per_atom']:.3g} meV/atom, MAE "
+                f"{test['energy_mae_meV_per_atom']:.3g}; force RMSE "
+                f"{test.get('force_rmse_eV_per_A', float('nan')):.4g} eV/Å, MAE "
+                f"{test.get('force_mae_eV_per_A', float('nan')):.4g}"
+            )
         self.log(f"wrote {model_path} ({reason})")
         return summary

@@ -43,7 +43,7 @@ import tomllib
 
 from mdval import fileio
 from mdval.train.config import find_root
-from mdval.train.trainer import hash_paths
+from mdval.train.run_data import hash_paths
 
 
 def run_dir_of(config: Path) -> Path:
@@ -72,15 +72,24 @@ def model_card(config: Path, run_dir: Path, model_path: Path) -> dict:
     meta = read_metadata(model_path)
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    return {"name": config.stem, "model_file": model_path.name, "config": config.name,
-            "config_sha256": hash_paths([config]), "model_sha256": hash_paths([model_path]),
-            "activation": meta.get("activation"), "optimizer": meta.get("optimizer"),
-            "architecture": meta.get("architecture"), "n_parameters": meta.get("n_parameters"),
-            "cutoff_A": meta.get("cutoff"), "type_names": meta.get("type_names"),
-            "training_data": _portable(meta.get("training_data", {}), find_root(config.resolve().parent)),
-            "metrics": metrics.get("test") or meta.get("metrics", {}),
-            "training": meta.get("training", {}), "mdval_version": meta.get("mdval_version"),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "name": config.stem,
+        "model_file": model_path.name,
+        "config": config.name,
+        "config_sha256": hash_paths([config]),
+        "model_sha256": hash_paths([model_path]),
+        "activation": meta.get("activation"),
+        "optimizer": meta.get("optimizer"),
+        "architecture": meta.get("architecture"),
+        "n_parameters": meta.get("n_parameters"),
+        "cutoff_A": meta.get("cutoff"),
+        "type_names": meta.get("type_names"),
+        "training_data": _portable(meta.get("training_data", {}), find_root(config.resolve().parent)),
+        "metrics": metrics.get("test") or meta.get("metrics", {}),
+        "training": meta.get("training", {}),
+        "mdval_version": meta.get("mdval_version"),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def build_one(config: Path, *, log=print) -> dict:
@@ -94,8 +103,13 @@ def build_one(config: Path, *, log=print) -> dict:
     train_log = run_dir.parent / f"{run_dir.name}.train.log"  # stdout of mdval train, beside the run folder
     train_log.parent.mkdir(parents=True, exist_ok=True)
     with open(train_log, "w") as out:
-        proc = subprocess.run([sys.executable, "-m", "mdval", "train", str(config), "--quiet"],
-                              cwd=find_root(config.parent), stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "mdval", "train", str(config), "--quiet"],
+            cwd=find_root(config.parent),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     wall = time.perf_counter() - t0
     if proc.returncode != 0 or not (run_dir / "model.pt").exists():
         log(f"FAILED {config.name} after {wall:.0f} s (exit {proc.returncode}); see {train_log}")
@@ -104,11 +118,15 @@ def build_one(config: Path, *, log=print) -> dict:
     shutil.copyfile(run_dir / "model.pt", target)
     if (run_dir / "log.jsonl").exists():
         shutil.copyfile(run_dir / "log.jsonl", config.with_suffix(".log.jsonl"))
+    else:  # stopped within its first epoch: no log, and the previous model's log is not this one's
+        config.with_suffix(".log.jsonl").unlink(missing_ok=True)
     card = model_card(config, run_dir, target)
     fileio.write_json(config.with_suffix(".json"), card)
     m = card["metrics"]
-    log(f"done {config.stem}: {wall:.0f} s, test E RMSE {m.get('energy_rmse_meV_per_atom', float('nan')):.3g} "
-        f"meV/atom, F RMSE {m.get('force_rmse_eV_per_A', float('nan')):.3g} eV/Å")
+    log(
+        f"done {config.stem}: {wall:.0f} s, test E RMSE {m.get('energy_rmse_meV_per_atom', float('nan')):.3g} "
+        f"meV/atom, F RMSE {m.get('force_rmse_eV_per_A', float('nan')):.3g} eV/Å"
+    )
     return {"name": config.stem, "ok": True, "wall_s": wall}
 
 
