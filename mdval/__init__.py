@@ -1,6 +1,7 @@
 """mdval: neural-network force fields with trainable adaptive activations, from training to MD.
 
-Entry points: ``mdval.Calculator`` (ASE), ``pair_style taafs`` (LAMMPS) and the ``mdval`` command.
+Entry points: ``mdval.Calculator`` (ASE; given a list of model files, a committee),
+``pair_style taafs`` (LAMMPS) and the ``mdval`` command.
 """
 
 from __future__ import annotations
@@ -14,4 +15,8 @@ def __getattr__(name: str):
         from mdval.deploy.calculator import Calculator
 
         return Calculator
+    if name == "CommitteeCalculator":  # also what Calculator([m1, m2, ...]) makes
+        from mdval.deploy.committee import CommitteeCalculator
+
+        return CommitteeCalculator
     raise AttributeError(f"module 'mdval' has no attribute {name!r}")

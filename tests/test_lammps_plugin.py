@@ -313,7 +313,8 @@ KEYWORD_ERRORS = {
     "chunk lots": "expected chunk auto, off or a number of atoms >= 1 (at most that many centre "
     "atoms per model call), got 'lots'",
     "chunk": "Illegal pair_style taafs chunk command: missing argument",
-    "chunks 5": "expected keyword device, threads or chunk, got 'chunks'",
+    "chunks 5": "expected keyword device, threads, chunk, committee, out_freq, out_file, atomic, "
+    "relative or relative_v, got 'chunks'",
     # utils::bnumeric / utils::inumeric refuse integers out of range, in LAMMPS' words
     "chunk 99999999999999999999": "Integer 99999999999999999999 in input script or data file is out of range",
     "threads 0": "expected threads >= 1, got '0'",

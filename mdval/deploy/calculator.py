@@ -180,7 +180,8 @@ class Calculator(_AseCalculator):
     Parameters
     ----------
     path : str or os.PathLike
-        The model file (``.pt``). Cutoff, element names and dtype come from its metadata.
+        The model file (``.pt``). Cutoff, element names and dtype come from its metadata. A list
+        of files makes a committee (``mdval.deploy.committee``; the first drives).
     device : str, keyword-only, default "cpu"
         "cpu", "cuda" or "cuda:N". CUDA must be available to this torch.
     threads : int or None, keyword-only, default None
@@ -196,6 +197,15 @@ class Calculator(_AseCalculator):
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
+
+    def __new__(cls, path=None, *args, **kwargs):
+        """``Calculator([m1, m2, ...])``, a list or tuple of model files, makes a committee: a
+        :class:`mdval.deploy.committee.CommitteeCalculator`, whose first model drives."""
+        if cls is Calculator and isinstance(path, (list, tuple)):
+            from mdval.deploy.committee import CommitteeCalculator  # it imports this module
+
+            return super().__new__(CommitteeCalculator)
+        return super().__new__(cls)
 
     def __init__(
         self,

@@ -39,7 +39,10 @@ using namespace LAMMPS_NS;
 
 PairTaafs::PairTaafs(LAMMPS *lmp) :
     Pair(lmp), d_(new PairTaafsData), device_request_("auto"), nthreads_(0), cutoff_(0.0),
-    chunk_atoms_(0), chunk_edges_(AUTO_CHUNK_EDGES), chunk_request_("auto"), report_chunks_(false)
+    chunk_atoms_(0), chunk_edges_(AUTO_CHUNK_EDGES), chunk_request_("auto"), report_chunks_(false),
+    devi_out_freq_(0), devi_atomic_(false), devi_relative_f_(-1.0), devi_relative_v_(-1.0),
+    devi_trigger_(0), devi_step_(false), devi_fp_(nullptr), devi_nmax_(0),
+    devi_f_atom_(nullptr), devi_e_atom_(nullptr)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -48,11 +51,16 @@ PairTaafs::PairTaafs(LAMMPS *lmp) :
   centroidstressflag = CENTROID_NOTAVAIL;
   no_virial_fdotr_compute = 1;    // the virial comes from the edges, exactly
   unit_convert_flag = utils::NOCONVERT;
+  memory->create(pvector, N_DEVI_COLUMNS, "pair:pvector");    // the committee's last line
 }
 
 PairTaafs::~PairTaafs()
 {
   if (copymode) return;
+  close_devi_file();
+  memory->destroy(devi_f_atom_);
+  memory->destroy(devi_e_atom_);
+  memory->destroy(pvector);
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -182,13 +190,19 @@ void PairTaafs::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
   PairTaafsData &D = *d_;
+  // the same on every rank (the step, and fix pair sets the trigger everywhere): the deviation
+  // step's reverse communication and reductions are collective
+  devi_step_ = n_models() > 1 &&
+      ((devi_out_freq_ > 0 && update->ntimestep % devi_out_freq_ == 0) || devi_trigger_);
+  if (devi_step_) begin_deviation_step();
 
   count_edges();
   const int64_t n_centres = static_cast<int64_t>(D.centres.size());
-  if (n_centres == 0) {    // a rank with no centres contributes nothing
+  if (n_centres == 0) {    // a rank with no centres contributes nothing (but joins the committee)
     if (report_chunks_ && comm->me == 0)
       utils::logmesg(lmp, "pair_style taafs: {}; rank 0 evaluates 0 atoms\n", chunk_description());
     report_chunks_ = false;
+    if (devi_step_) finish_deviation_step();
     return;
   }
 
@@ -210,6 +224,7 @@ void PairTaafs::compute(int eflag, int vflag)
   }
   if (vflag_global)
     for (int k = 0; k < 6; k++) virial[k] += w[k];
+  if (devi_step_) finish_deviation_step();
 
   if (report_chunks_ && comm->me == 0)    // once per run, from rank 0's own atoms
     utils::logmesg(lmp,
@@ -287,8 +302,8 @@ void PairTaafs::fill_chunk(int64_t begin, int64_t end, int64_t n_edges)
    inf would otherwise go silently into the thermo output, or into the positions under fix nve.
 ------------------------------------------------------------------------- */
 
-void PairTaafs::check_model_output(const double *e, int64_t n_local, const double *g,
-                                   int64_t n_edges)
+void PairTaafs::check_model_output(const std::string &path, const double *e, int64_t n_local,
+                                   const double *g, int64_t n_edges)
 {
   const PairTaafsData &D = *d_;
   const tagint *tag = atom->tag;
@@ -299,7 +314,7 @@ void PairTaafs::check_model_output(const double *e, int64_t n_local, const doubl
                "pair_style taafs: {}: model returned a non-finite energy ({} eV) for atom {} at "
                "step {}: expected finite energies; the model file is broken (export it again) or "
                "the structure around atom {} is outside what it can handle",
-               D.model_path, unsigned_nan(e[c]), i, update->ntimestep, i);
+               path, unsigned_nan(e[c]), i, update->ntimestep, i);
   }
   if (!g) return;
   const int64_t k = first_nonfinite(g, 3 * n_edges);
@@ -311,24 +326,22 @@ void PairTaafs::check_model_output(const double *e, int64_t n_local, const doubl
                "pair_style taafs: {}: model returned a non-finite force ({} eV/Å) between atoms "
                "{} and {} at step {}: expected finite forces; the model file is broken (export "
                "it again) or the structure around atom {} is outside what it can handle",
-               D.model_path, unsigned_nan(g[k]), i, j, update->ntimestep, i);
+               path, unsigned_nan(g[k]), i, j, update->ntimestep, i);
   }
 }
 
 /* ---------------------------------------------------------------------- */
 
-void PairTaafs::compute_chunk(int64_t begin, int64_t end, int64_t n_edges, double *w)
+void PairTaafs::run_model(int k, int64_t n_local, int64_t n_edges)
 {
-  double **f = atom->f;
   PairTaafsData &D = *d_;
-  const int64_t n_local = end - begin;
-  fill_chunk(begin, end, n_edges);
+  TaafsModel &model = k == 0 ? *D.model : *D.members[k - 1];
+  const std::string &path = k == 0 ? D.model_path : D.member_paths[k - 1];
   int64_t *src = D.edge_index.data();
-  int64_t *dst = src + n_edges;
   double *vec = D.edge_vectors.data();
   const int64_t n_nodes = static_cast<int64_t>(D.atom_of_node.size());
 
-  const torch::Device &device = D.model->device();
+  const torch::Device &device = model.device();
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   // from_blob: the buffers outlive every use of these tensors within this call
@@ -341,32 +354,47 @@ void PairTaafs::compute_chunk(int64_t begin, int64_t end, int64_t n_edges, doubl
 
   torch::Tensor energies, grad;
   try {
-    energies = D.model->atom_energies(species_t, edge_index_t, edge_vectors_t, n_local);
+    energies = model.atom_energies(species_t, edge_index_t, edge_vectors_t, n_local);
     auto grads = torch::autograd::grad({energies.sum()}, {edge_vectors_t}, {},
                                        /*retain_graph=*/false, /*create_graph=*/false,
                                        /*allow_unused=*/true);
     grad = grads[0];
   } catch (const TaafsModelError &e) {    // the output breaks the ABI
-    error->one(FLERR, "pair_style taafs: {}: {}", D.model_path, e.what());
+    error->one(FLERR, "pair_style taafs: {}: {}", path, e.what());
   } catch (const std::exception &e) {
     error->one(FLERR,
                "pair_style taafs: {}: the model failed on {} atoms and {} edges at step {}: {}; "
                "fix the model and export it again",
-               D.model_path, n_local, n_edges, update->ntimestep, TaafsModel::error_line(e));
+               path, n_local, n_edges, update->ntimestep, TaafsModel::error_line(e));
   }
   torch::NoGradGuard no_grad;
-  energies = energies.detach().to(torch::kCPU).contiguous();
-  const double *e_atom = energies.data_ptr<double>();
+  D.energies = energies.detach().to(torch::kCPU).contiguous();
   const bool have_grad = grad.defined() && n_edges > 0;
-  if (have_grad) grad = grad.to(torch::kCPU).contiguous();
-  const double *g = have_grad ? grad.data_ptr<double>() : nullptr;
-  check_model_output(e_atom, n_local, g, n_edges);
+  D.grad = have_grad ? grad.to(torch::kCPU).contiguous() : torch::Tensor();
+  check_model_output(path, D.energies.data_ptr<double>(), n_local,
+                     have_grad ? D.grad.data_ptr<double>() : nullptr, n_edges);
+}
 
-  if (eflag_global) eng_vdwl += energies.sum().item<double>();
+/* ---------------------------------------------------------------------- */
+
+void PairTaafs::compute_chunk(int64_t begin, int64_t end, int64_t n_edges, double *w)
+{
+  double **f = atom->f;
+  PairTaafsData &D = *d_;
+  const int64_t n_local = end - begin;
+  fill_chunk(begin, end, n_edges);
+  run_model(0, n_local, n_edges);
+  const int64_t *src = D.edge_index.data();
+  const int64_t *dst = src + n_edges;
+  const double *vec = D.edge_vectors.data();
+  const double *e_atom = D.energies.data_ptr<double>();
+  const double *g = D.grad.defined() ? D.grad.data_ptr<double>() : nullptr;
+
+  if (eflag_global) eng_vdwl += D.energies.sum().item<double>();
   if (eflag_atom)
     for (int64_t c = 0; c < n_local; c++) eatom[D.atom_of_node[c]] += e_atom[c];
 
-  if (have_grad) {
+  if (g) {
     const int *atom_of_node = D.atom_of_node.data();
     for (int64_t e = 0; e < n_edges; e++) {
       const int i = atom_of_node[src[e]];
@@ -391,6 +419,11 @@ void PairTaafs::compute_chunk(int64_t begin, int64_t end, int64_t n_edges, doubl
       }
     }
   }
+  if (devi_step_)    // the same chunk through every model: the committee sees the same inputs
+    for (int k = 0; k < n_models(); k++) {
+      if (k > 0) run_model(k, n_local, n_edges);
+      record_member(k, n_local, n_edges);
+    }
   for (const int a : D.atom_of_node) D.node_of_atom[a] = -1;    // ready for the next chunk
 }
 

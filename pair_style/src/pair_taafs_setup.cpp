@@ -27,6 +27,8 @@ using namespace LAMMPS_NS;
 
 /* ----------------------------------------------------------------------
    pair_style taafs [device auto|cpu|cuda|cuda:N] [threads N] [chunk auto|off|N]
+                    [committee m2.pt ... [out_freq N] [out_file FILE] [atomic]
+                     [relative EPS] [relative_v EPS]]   (pair_taafs_committee.cpp)
 ------------------------------------------------------------------------- */
 
 void PairTaafs::settings(int narg, char **arg)
@@ -36,6 +38,13 @@ void PairTaafs::settings(int narg, char **arg)
   chunk_request_ = "auto";
   chunk_atoms_ = 0;
   chunk_edges_ = AUTO_CHUNK_EDGES;
+  committee_paths_.clear();    // DeePMD-kit's defaults
+  devi_out_freq_ = 100;
+  devi_out_file_ = "model_devi.out";
+  devi_atomic_ = false;
+  devi_relative_f_ = devi_relative_v_ = -1.0;
+  close_devi_file();    // the next run opens the (new) out_file afresh
+  bool output_keywords = false;
   int iarg = 0;
   while (iarg < narg) {
     const std::string key = arg[iarg];
@@ -80,11 +89,17 @@ void PairTaafs::settings(int narg, char **arg)
         chunk_request_ = std::to_string(n);    // for the log: "+5" or "05" is chunk 5
       }
       iarg += 2;
+    } else if (const int n = committee_keyword(iarg, narg, arg)) {
+      output_keywords |= key != "committee";
+      iarg += n;
     } else {
-      error->all(FLERR, "pair_style taafs: expected keyword device, threads or chunk, got '{}'",
+      error->all(FLERR,
+                 "pair_style taafs: expected keyword device, threads, chunk, committee, "
+                 "out_freq, out_file, atomic, relative or relative_v, got '{}'",
                  key);
     }
   }
+  check_committee_settings(output_keywords);
 }
 
 std::string PairTaafs::chunk_description() const
@@ -192,6 +207,7 @@ void PairTaafs::coeff(int narg, char **arg)
                    "elements {}) on {}\n",
                    arg[2], info.abi, info.architecture, info.activation, info.cutoff,
                    joined(info.type_names), d_->model->device().str());
+  log_committee();
 }
 
 std::string PairTaafs::load_model(const std::string &path, int local_rank)
@@ -220,7 +236,9 @@ std::string PairTaafs::load_model(const std::string &path, int local_rank)
   cutoff_ = info.cutoff;
   d_->model = std::move(model);
   d_->model_path = path;
-  return "";
+  const std::string why = load_committee(path);
+  if (!why.empty()) d_->model.reset();
+  return why;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -237,6 +255,7 @@ void PairTaafs::init_style()
   if (chunk_request_ == "auto")    // the device is known now
     chunk_edges_ = d_->model->device().is_cuda() ? AUTO_CHUNK_EDGES_GPU : AUTO_CHUNK_EDGES;
   report_chunks_ = true;
+  init_committee();
   const int nthreads = nthreads_ > 0 ? nthreads_ : std::max(1, comm->nthreads);
   at::set_num_threads(nthreads);
 
