@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mdval.train.fisher_commands",  # fisher
     "mdval.deploy.lammps_commands",  # lammps
     "mdval.md.commands",  # md, run
+    "mdval.deploy.select",  # select: frames of an MD run to label (committee deviation)
     "mdval.report.commands",  # report, compare, demo
 )
 
@@ -25,7 +26,7 @@ DESCRIPTION: str = (
     "Train neural-network force fields, export them as model files for ASE and LAMMPS, and "
     "validate them with molecular dynamics. The commands below follow the workflow: make data, "
     "train, test/export/compress the model, inspect it (fisher), build the LAMMPS plugin, run MD, "
-    "then report and compare. Run 'mdval COMMAND --help' for the options of each."
+    "select the frames a committee disagrees on, then report and compare. Run 'mdval COMMAND --help' for the options of each."
 )
 
 

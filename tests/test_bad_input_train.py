@@ -390,6 +390,7 @@ WORKFLOW_ORDER = [
     "lammps",
     "md",
     "run",
+    "select",
     "report",
     "compare",
     "demo",
@@ -405,6 +406,7 @@ OUR_COMMANDS = [
     ("data", "info"),
     ("lammps", "build"),
     ("lammps", "check"),
+    ("select",),
 ]
 MARKUP = re.compile(r"``|::|:(?:func|data|class|mod|meth):|`")
 

@@ -36,7 +36,9 @@ def register(subparsers) -> None:
         description="Train a model from a TOML config (examples in models/configs/).\n"
         "  mdval train models/configs/cu_emt_tanh_adam.toml\n"
         "  mdval train cfg.toml --set training.epochs=5 --set model.activation='\"taafs:basis=chebyshev1\"'\n"
-        "  mdval train cfg.toml --resume      # continue a killed run from runs/NAME/checkpoints/last.pt",
+        "  mdval train cfg.toml --resume      # continue a killed run from runs/NAME/checkpoints/last.pt\n"
+        "  mdval train cfg.toml --committee 4 --jobs 2   # 4 seeds into runs/NAME/member-1..4, "
+        "models in runs/NAME/committee/",
         formatter_class=_ExamplesHelpFormatter,
     )
     train.add_argument("config", help="TOML config file")
@@ -55,6 +57,17 @@ def register(subparsers) -> None:
         f"{resume_may_change_text()} may change",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--committee",
+        type=int,
+        metavar="N",
+        help="train N members (run.seed, run.seed + 1, ...; same data split) into <run folder>/member-K "
+        "and export them to <run folder>/committee/model-K.pt; running it again resumes unfinished "
+        "members and skips finished ones, so --resume is implied (mdval.train.committee)",
+    )
+    train.add_argument(
+        "--jobs", type=int, default=1, metavar="J", help="committee members trained at a time (one torch thread each)"
+    )
     train.set_defaults(func=_train)
 
     test = subparsers.add_parser(
@@ -93,6 +106,8 @@ def register(subparsers) -> None:
 
 
 def _train(args) -> int:
+    if args.committee is not None:
+        return _train_committee(args)
     from mdval.train.config import load_config
     from mdval.train.trainer import Trainer
 
@@ -104,6 +119,24 @@ def _train(args) -> int:
     except (ValueError, FileNotFoundError, KeyError) as error:
         return _fail(error)
     print(json.dumps({k: summary[k] for k in ("model", "stopped_by", "epochs", "steps")}))
+    return 0
+
+
+def _train_committee(args) -> int:
+    from mdval.train.committee import train_committee
+
+    try:
+        record = train_committee(
+            args.config,
+            args.committee,
+            jobs=args.jobs,
+            overrides=args.overrides or [],
+            log=lambda m: print(m, flush=True),
+        )
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        return _fail(error)
+    models = [str(Path(record["run_dir"]) / member["model"]) for member in record["members"]]
+    print(json.dumps({"run_dir": record["run_dir"], "models": models}))
     return 0
 
 
