@@ -244,7 +244,9 @@ def test_compare_writes_every_file_and_the_schema(compare_report):
     assert len(report["results"]) == 2 * len(engines)  # (model + reference) per engine
     reference = next(r for r in report["results"] if r["role"] == "reference" and r["engine"] == "ase")
     assert set(reference["drift_meV_per_atom_ps"]) - {"warning"} == {"value", "stderr", "n_eff", "unit"}
-    assert reference["cost_ms_per_step"]["value"] > 0 and reference["startup_s"] > 0  # steady state, start-up apart
+    assert (
+        reference["cost_ms_per_step"]["value"] > 0 and reference["startup_s"]["value"] > 0
+    )  # steady state, start-up apart
     model_row = next(r for r in report["table"]["rows"] if r[0] == "tiny-cheb")
     assert model_row[2].startswith("TAAFS cheb1")
     if "lammps" in engines:

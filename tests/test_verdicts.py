@@ -189,7 +189,7 @@ def test_unstable_models_are_reported_and_never_ranked():
     assert ("vs_reference", "m2") in kinds  # its NPT run completed: compared with the reference, not ranked
     assert not any(c["a"] == "m2" or c["b"] == "m2" for c in verdicts["comparisons"] if c["kind"] != "vs_reference")
     m1 = next(r for r in rows if r["label"] == "m1")
-    assert m1["cost_ms_per_step"]["value"] == 10.0 and m1["startup_s"] == 0.5
+    assert m1["cost_ms_per_step"]["value"] == 10.0 and m1["startup_s"]["value"] == 0.5
 
 
 def test_the_noise_floor_is_the_reference_against_itself_in_the_other_engine():

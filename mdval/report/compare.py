@@ -130,7 +130,7 @@ def table(models: list[dict], rows: list[dict], references: dict | None = None) 
                 _zero_kelvin_cell(r.get("rho0_error_percent")),
                 stability,
                 page.value_cell(r["cost_ms_per_step"]),
-                fmt(r["startup_s"], 2),
+                page.value_cell(r["startup_s"]),
             ]
         )
     return out

@@ -21,7 +21,7 @@ plus ``"warning"`` when N_eff is small), C a comparison: ``{"difference": E, "z"
                     "drift_meV_per_atom_ps": E, "rms_fluctuation_meV_per_atom": E,
                     "rdf_error_percent": E, "density_error_percent": E,   # the table's columns
                     "cost_ms_per_step": E,        # steady state, median over the runs
-                    "startup_s": number | null, "production_windows": {protocol: {...}},
+                    "startup_s": estimate | null, "production_windows": {protocol: {...}},
                     "rho0_error_percent": E | null,   # 0 K, from the "lattice" fits
                     "replicas": {protocol: check of mdval.md.replicas},
                     "vs_first_engine_reference": {protocol: {...}}} ],   # a later engine's reference only
@@ -106,6 +106,7 @@ def _result_problems(r: dict, k: int) -> list[str]:
             "density_error_percent",
             "rho0_error_percent",
             "cost_ms_per_step",
+            "startup_s",
         )
     ]
     for group in ("observables", "vs_reference"):

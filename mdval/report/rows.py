@@ -60,17 +60,18 @@ def estimate(value) -> Estimate | None:
     return Estimate.from_json(value)
 
 
-def cost_estimate(ms_per_step: list[float]) -> Estimate | None:
-    """Steady-state cost of a potential in one engine from its runs' ms/step: their median, with
+def cost_estimate(per_run: list[float], unit: str = "ms/step") -> Estimate | None:
+    """Steady-state cost of a potential in one engine from its runs' ms/step (or their start-up
+    times, ``unit`` "s"): their median, with
     the standard error of a median, sqrt(π/2)·s/sqrt(n) (s the runs' sample standard deviation;
     normal approximation), N_eff = n. The runs are the NVE, NVT and NPT protocols: their spread
     holds the protocols' own cost differences too, so the error is on the safe side. None without
     runs; no error from one run."""
-    x = np.array([v for v in ms_per_step if v is not None and math.isfinite(v)], dtype=float)
+    x = np.array([v for v in per_run if v is not None and math.isfinite(v)], dtype=float)
     if x.size == 0:
         return None
     stderr = MEDIAN_STDERR_FACTOR * float(np.std(x, ddof=1)) / math.sqrt(x.size) if x.size > 1 else math.nan
-    return Estimate(float(np.median(x)), stderr, float(x.size), "ms/step")
+    return Estimate(float(np.median(x)), stderr, float(x.size), unit)
 
 
 def _new_row(entry: dict) -> dict:
@@ -115,7 +116,7 @@ def summarise(entries: list[dict]) -> list[dict]:
     and the density difference (NPT) against the same engine's reference (mdval.md.results.
     compare_to_reference); the table's columns drift, RMS fluctuation, RDF error (NVT) and
     density error (%) as estimates; ``cost_ms_per_step`` (:func:`cost_estimate`) and
-    ``startup_s`` (median, s); ``production_windows`` {protocol: window}; ``replicas``
+    ``startup_s`` (the same, s); ``production_windows`` {protocol: window}; ``replicas``
     {protocol: check} where a run had more than one replica; for the reference of a later engine,
     ``vs_first_engine_reference`` {protocol: errors}: its runs against the first engine's
     reference, the noise floor of the comparisons when both run one potential.
@@ -153,10 +154,9 @@ def summarise(entries: list[dict]) -> list[dict]:
             row["replicas"][protocol] = check
     out = []
     for row in rows.values():
-        cost, startup = row.pop("_cost"), [s for s in row.pop("_startup") if s is not None]
-        found = cost_estimate(cost)
-        row["cost_ms_per_step"] = found.as_json() if found else None
-        row["startup_s"] = float(np.median(startup)) if startup else None
+        cost, startup = cost_estimate(row.pop("_cost")), cost_estimate(row.pop("_startup"), "s")
+        row["cost_ms_per_step"] = cost.as_json() if cost else None
+        row["startup_s"] = startup.as_json() if startup else None
         out.append(row)
     return out
 
